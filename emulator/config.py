@@ -37,6 +37,10 @@ class FunctionConfig:
     concurrency: int | None
     region: str
     config_file: Path | None = None
+    # The `handler` setting as configured, None when the runtime chooses the
+    # handler file. Pass this, not `handler`, to `resolve_handler` when looking
+    # the file up again, because `handler` names the file found at load time.
+    handler_setting: str | None = None
 
     @property
     def is_builtin(self) -> bool:

@@ -128,6 +128,7 @@ def _function_config(
         concurrency=settings.concurrency,
         region=settings.region,
         config_file=config_document.path if config_document is not None else None,
+        handler_setting=settings.handler,
     )
 
 
