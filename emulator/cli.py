@@ -1,16 +1,15 @@
 """The command line: `python -m emulator [start|routes] [PROJECT_DIR] [options]`.
 
 `start` is the default command, so `python -m emulator DIR` starts the
-emulator. This is the only module that reads the emulator's environment
-variables, and it hands them to `build_options` as a mapping so that the
-mapping of arguments to `Options` can be tested without a process.
+emulator. The environment variables that set options are read here and
+handed to `build_options` as a mapping, so that the mapping of arguments
+to `Options` can be tested without a process.
 """
 
 from __future__ import annotations
 
 import argparse
 import dataclasses
-import importlib
 import logging
 import math
 import os
@@ -165,9 +164,9 @@ def _run_start(args: argparse.Namespace, environ: Mapping[str, str]) -> int:
     app = load_project(Path(args.project_dir))
     _warn_missing_handler_files(app)
 
-    # Imported here so that `routes` works without the server and its
-    # dependencies; importlib keeps mypy from requiring the module to exist.
-    serve: Callable[[AppConfig, Options], int] = importlib.import_module("emulator.app").serve
+    # Imported here so that `routes` works without the server's modules.
+    from emulator.app import serve
+
     return serve(app, options)
 
 
@@ -175,7 +174,7 @@ def _warn_missing_handler_files(app: AppConfig) -> None:
     for function in app.functions:
         if function.handler_file is None:
             logger.warning(
-                "route %s: no handler file for %s (%s) in %s; invocations fail until it exists",
+                "route %s: no handler file for %s (%s) in %s, so invocations fail until one exists",
                 function.route_key,
                 function.handler,
                 function.runtime,

@@ -325,7 +325,7 @@ def _tokenize_line(raw: str, number: int, path: Path | None, typed: bool) -> _Li
             token, cursor = _read_unquoted(raw, cursor, typed)
         elif character == "@":
             raise ConfigError(
-                "unexpected `@`: a pragma must be alone on its line",
+                "unexpected `@` after the start of the line, where no pragma can begin",
                 path=path,
                 line=number,
                 column=cursor + 1,

@@ -79,8 +79,8 @@ class Document:
 def find_manifest(root: Path) -> Document | None:
     """Read the project manifest of `root`, or return None if there is none.
 
-    A package.json without an `arc` or `architect` key is no manifest, so
-    the search ends there without one.
+    A package.json without an `arc` or `architect` key is not a manifest,
+    so the search ends there without one.
     """
     for name in MANIFEST_FILES:
         path = root / name
@@ -130,7 +130,7 @@ def read_text(path: Path) -> str:
     try:
         data = path.read_bytes()
     except OSError as error:
-        raise ConfigError(f"cannot read the file: {error.strerror}", path=path) from error
+        raise ConfigError(f"failed to read the file: {error.strerror}", path=path) from error
     try:
         return data.decode("utf-8-sig")
     except UnicodeDecodeError as error:

@@ -8,8 +8,8 @@ from emulator.manifest.runtimes import RuntimeFamily, runtime_family
 
 DEFAULT_METHOD = "handler"
 
-# The handler files each runtime looks for when the function has no
-# `handler` setting, first found wins. These are Architect's names.
+# The handler files that each runtime looks for, in order of precedence,
+# when the function has no `handler` setting.
 DEFAULT_HANDLER_FILES: dict[RuntimeFamily, tuple[str, ...]] = {
     "nodejs": ("index.js", "index.mjs", "index.cjs"),
     "python": ("lambda.py", "handler.py", "index.py"),

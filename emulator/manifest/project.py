@@ -18,7 +18,7 @@ from emulator.manifest.routes import (
 from emulator.manifest.settings import FunctionSettings, read_aws_settings
 from emulator.manifest.userenv import load_user_env
 
-# Pragmas that the emulator reads; the others are listed in `other_pragmas`.
+# Pragmas that the emulator reads. The others are listed in `other_pragmas`.
 EMULATED_PRAGMAS = frozenset({"app", "aws", "ws"})
 
 _MANIFEST_SEARCH_TEXT = (
@@ -95,7 +95,7 @@ def _resolve_root(root: Path) -> Path:
     try:
         resolved = root.resolve()
     except (OSError, RuntimeError) as error:
-        raise ConfigError(f"cannot resolve the project directory {root}: {error}") from error
+        raise ConfigError(f"failed to resolve the project directory {root}: {error}") from error
     if not resolved.is_dir():
         raise ConfigError(
             f"project directory {root} not found",

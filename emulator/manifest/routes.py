@@ -17,7 +17,7 @@ from emulator.manifest.runtimes import runtime_family
 logger = logging.getLogger(__name__)
 
 # Architect's rule for @ws route names (`veryLooseName` in
-# `@architect/inventory`); API Gateway publishes none of its own.
+# `@architect/inventory`), because API Gateway publishes none of its own.
 _ROUTE_NAME = re.compile(r"[a-zA-Z0-9/\-._]+")
 MAX_ROUTE_NAME_LENGTH = 255
 
@@ -100,9 +100,10 @@ def resolve_handler_directory(
     try:
         resolved = (root / relative).resolve()
     except (OSError, RuntimeError) as error:
-        # RuntimeError: a symbolic link loop on Python 3.10 to 3.12.
+        # Python 3.10 to 3.12 raise RuntimeError for a symbolic link loop.
         raise document.error(
-            f"cannot resolve the handler directory {relative} of route {route.route_key}: {error}",
+            f"failed to resolve the handler directory {relative} "
+            f"of route {route.route_key}: {error}",
             route.position,
         ) from error
 
@@ -154,7 +155,7 @@ def _read_route(document: Document, index: int, entry: Any) -> RouteDeclaration:
         name = found
 
     # Architect accepts `$connect`, `$default` and `$disconnect` for the
-    # built-in routes; other names cannot start with `$`.
+    # built-in routes. Other names cannot start with `$`.
     if name.startswith("$") and name[1:] in BUILTIN_ROUTES:
         name = name[1:]
     if len(name) > MAX_ROUTE_NAME_LENGTH:
@@ -183,7 +184,7 @@ def _read_route_settings(document: Document, index: int, name: str, settings: An
     for key in settings:
         if key != "src":
             logger.warning(
-                "%s: ignoring setting %r of @ws route %r; routes only take `src`",
+                "%s: ignoring setting %r of @ws route %r, because routes only take `src`",
                 document.path,
                 key,
                 name,
@@ -201,7 +202,7 @@ def _read_route_settings(document: Document, index: int, name: str, settings: An
 
 
 def _entry_name(document: Document, pragma: str, index: int, entry: Any) -> str | None:
-    """Return a name entry as written, or None if the entry is no single name.
+    """Return a name entry as written, or None if the entry is not a single name.
 
     A `.arc` entry such as `007` was read as the number 7, so the written
     text is used for numbers.

@@ -50,7 +50,7 @@ VALID_RUNTIMES_TEXT = (
 def canonical_runtime(value: str) -> str | None:
     """Return the Lambda runtime identifier that `value` names, or None if it names none.
 
-    Identifiers are case-sensitive, as Lambda's are; aliases are not.
+    Identifiers are case-sensitive, as Lambda's are, but aliases are not.
     """
     family = RUNTIME_ALIASES.get(value.lower())
     if family is not None:

@@ -43,7 +43,7 @@ class FunctionSettings:
     # The maximum number of execution environments the function may run at
     # once. None leaves it to the emulator's default.
     concurrency: int | None = None
-    # `file.method`; None selects the file by runtime and the method `handler`.
+    # `file.method`, or None to choose the file by runtime and call `handler`.
     handler: str | None = None
     region: str = "us-west-2"
 
@@ -54,7 +54,7 @@ class FunctionSettings:
 def read_aws_settings(document: Document) -> dict[str, Any]:
     """Return the validated settings of the `@aws` section of a document.
 
-    Keys that are no function setting (`layers`, `profile`, `policies` and
+    Keys that are not function settings (`layers`, `profile`, `policies` and
     the rest) are ignored. Raises ConfigError naming the file, the key and
     the valid values for an invalid setting.
     """
@@ -68,7 +68,9 @@ def read_aws_settings(document: Document) -> dict[str, Any]:
         key, value = setting
         validate = _VALIDATORS.get(key)
         if validate is None:
-            logger.debug("%s: ignoring @aws key %r (no function setting)", document.path, key)
+            logger.debug(
+                "%s: ignoring @aws key %r, which is not a function setting", document.path, key
+            )
             continue
         overrides[key] = validate(document, position, value)
     return overrides

@@ -59,8 +59,9 @@ def is_reserved_env_name(name: str) -> bool:
 def load_user_env(root: Path) -> tuple[dict[str, str], Path | None]:
     """Read the user's variables and the file they came from.
 
-    `.env` in the project root wins; without it, the `@env` section of the
-    first preferences file (prefs.arc and its variants), map `testing`.
+    `.env` in the project root wins. Without it, the variables are the map
+    `testing` in the `@env` section of the first preferences file
+    (preferences.arc, prefs.arc, .preferences.arc or .prefs.arc).
     Raises ConfigError for malformed files, invalid names and reserved names.
     """
     dotenv = root / DOTENV_FILE

@@ -244,7 +244,7 @@ ERROR_CASES: list[tuple[str, str, int, int, str]] = [
     ("bracket after a space", "@a\nx [y]\n", 2, 3, "expected a value, found `[`"),
     ("control character", "@a\nx\x0by\n", 2, 2, "U+000B"),
     ("at sign inside a value", "@a\nuser@example.com\n", 2, 5, "found `@`"),
-    ("at sign as a value", "@a\nx @b\n", 2, 3, "a pragma must be alone on its line"),
+    ("at sign as a value", "@a\nx @b\n", 2, 3, "unexpected `@` after the start of the line"),
     ("unterminated double quote", '@a\nx "abc\n', 2, 3, "unterminated string"),
     ("unterminated backtick", "@a\n`abc\n", 2, 1, "expected a closing `"),
     ("quote escaped to the end", '@a\n"abc\\"\n', 2, 1, "unterminated string"),
