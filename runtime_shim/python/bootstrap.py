@@ -1,0 +1,469 @@
+"""A Lambda runtime for Python handlers, modelled on awslambdaric.
+
+Run as `python3.X bootstrap.py` with the Lambda environment: it loads the
+handler named by `_HANDLER` from `LAMBDA_TASK_ROOT`, then fetches events
+from the Runtime API at `AWS_LAMBDA_RUNTIME_API` and posts each result back.
+The context object, the error bodies and the log format follow awslambdaric
+(aws/aws-lambda-python-runtime-interface-client), the client that the
+managed Python runtimes run.
+
+Standard library only, and Python 3.8 syntax, because it runs under
+whichever python3.X the function's runtime names.
+"""
+
+import decimal
+import http.client
+import importlib
+import json
+import logging
+import os
+import sys
+import time
+import traceback
+
+API_PREFIX = "/2018-06-01/runtime"
+ERROR_TYPE_HEADER = "Lambda-Runtime-Function-Error-Type"
+
+MALFORMED_HANDLER_NAME = "Runtime.MalformedHandlerName"
+IMPORT_MODULE_ERROR = "Runtime.ImportModuleError"
+USER_CODE_SYNTAX_ERROR = "Runtime.UserCodeSyntaxError"
+HANDLER_NOT_FOUND = "Runtime.HandlerNotFound"
+BUILT_IN_MODULE_CONFLICT = "Runtime.BuiltInModuleConflict"
+MARSHAL_ERROR = "Runtime.MarshalError"
+UNMARSHAL_ERROR = "Runtime.UnmarshalError"
+CONTEXT_UNMARSHAL_ERROR = "Runtime.LambdaContextUnmarshalError"
+
+# The request id of the running invocation, for the log format.
+_current_request_id = None
+
+
+class FaultError(Exception):
+    """A failure that Lambda reports with one of its own `Runtime.*` error types."""
+
+    def __init__(self, error_type, message, trace=None):
+        super().__init__(message)
+        self.error_type = error_type
+        self.message = message
+        self.trace = trace
+
+
+class RuntimeApiError(Exception):
+    """The Runtime API returned an unexpected status."""
+
+
+# -- the Runtime API client ---------------------------------------------------
+
+
+class RuntimeClient:
+    """A Runtime API client over one persistent HTTP/1.1 connection."""
+
+    def __init__(self, address):
+        host, _, port = address.rpartition(":")
+        self._connection = http.client.HTTPConnection(host, int(port))
+
+    def next_invocation(self):
+        """Block until the next event; return (body, headers)."""
+        response, body = self._request("GET", API_PREFIX + "/invocation/next")
+        if response.status != 200:
+            raise RuntimeApiError(f"GET /invocation/next failed with {response.status}: {body!r}")
+        return body, response.headers
+
+    def post_response(self, request_id, body, content_type):
+        path = f"{API_PREFIX}/invocation/{request_id}/response"
+        return self._post(path, body, {"Content-Type": content_type})
+
+    def post_error(self, request_id, body):
+        # Like awslambdaric, send the error type in the body only.
+        path = f"{API_PREFIX}/invocation/{request_id}/error"
+        return self._post(path, body, {"Content-Type": "application/json"})
+
+    def post_init_error(self, body, error_type):
+        headers = {"Content-Type": "application/json", ERROR_TYPE_HEADER: error_type}
+        return self._post(API_PREFIX + "/init/error", body, headers)
+
+    def _post(self, path, body, headers):
+        response, response_body = self._request("POST", path, body, headers)
+        if response.status != 202:
+            detail = response_body.decode("utf-8", "replace")
+            sys.stderr.write(f"Runtime API POST {path} failed with {response.status}: {detail}\n")
+        return response.status
+
+    def _request(self, method, path, body=None, headers=None):
+        # The server may have closed the idle keep-alive connection: retry
+        # once on a new one.
+        for attempt in (1, 2):
+            try:
+                self._connection.request(method, path, body, headers or {})
+                response = self._connection.getresponse()
+                return response, response.read()
+            except (ConnectionError, http.client.HTTPException):
+                self._connection.close()
+                if attempt == 2:
+                    raise
+        raise AssertionError("unreachable")
+
+
+# -- loading the handler -------------------------------------------------------
+
+
+def load_handler(handler):
+    """Import the handler function named `module.function`; raise FaultError on failure."""
+    try:
+        module_name, function_name = handler.rsplit(".", 1)
+    except ValueError as error:
+        raise FaultError(MALFORMED_HANDLER_NAME, f"Bad handler '{handler}': {error}") from error
+
+    if module_name.split(".")[0] in sys.builtin_module_names:
+        raise FaultError(
+            BUILT_IN_MODULE_CONFLICT,
+            f"Cannot use built-in module {module_name} as a handler module",
+        )
+
+    try:
+        module = importlib.import_module(module_name.replace("/", "."))
+    except ImportError as error:
+        raise FaultError(
+            IMPORT_MODULE_ERROR, f"Unable to import module '{module_name}': {error}"
+        ) from error
+    except SyntaxError as error:
+        trace = [f'  File "{error.filename}" Line {error.lineno}\n    {error.text}']
+        raise FaultError(
+            USER_CODE_SYNTAX_ERROR, f"Syntax error in module '{module_name}': {error}", trace
+        ) from error
+
+    try:
+        return getattr(module, function_name)
+    except AttributeError as error:
+        raise FaultError(
+            HANDLER_NOT_FOUND, f"Handler '{function_name}' missing on module '{module_name}'"
+        ) from error
+
+
+# -- the context object -------------------------------------------------------
+
+
+class CognitoIdentity:
+    __slots__ = ["cognito_identity_id", "cognito_identity_pool_id"]
+
+    def __repr__(self):
+        return (
+            f"CognitoIdentity([cognito_identity_id={self.cognito_identity_id},"
+            f"cognito_identity_pool_id={self.cognito_identity_pool_id}])"
+        )
+
+
+class Client:
+    __slots__ = [
+        "app_package_name",
+        "app_title",
+        "app_version_code",
+        "app_version_name",
+        "installation_id",
+    ]
+
+
+class ClientContext:
+    __slots__ = ["client", "custom", "env"]
+
+
+def _object_from_dict(cls, values):
+    if values is None:
+        return None
+    instance = cls()
+    for name in cls.__slots__:
+        setattr(instance, name, values.get(name))
+    return instance
+
+
+class LambdaContext:
+    """The `context` argument, with the attributes of awslambdaric's LambdaContext."""
+
+    def __init__(
+        self,
+        request_id,
+        client_context,
+        cognito_identity,
+        deadline_ms,
+        invoked_function_arn=None,
+        tenant_id=None,
+    ):
+        environ = os.environ
+        self.aws_request_id = request_id
+        self.log_group_name = environ.get("AWS_LAMBDA_LOG_GROUP_NAME")
+        self.log_stream_name = environ.get("AWS_LAMBDA_LOG_STREAM_NAME")
+        self.function_name = environ.get("AWS_LAMBDA_FUNCTION_NAME")
+        self.memory_limit_in_mb = environ.get("AWS_LAMBDA_FUNCTION_MEMORY_SIZE")
+        self.function_version = environ.get("AWS_LAMBDA_FUNCTION_VERSION")
+        self.invoked_function_arn = invoked_function_arn
+        self.tenant_id = tenant_id
+
+        self.client_context = _object_from_dict(ClientContext, client_context)
+        if self.client_context is not None:
+            self.client_context.client = _object_from_dict(Client, self.client_context.client)
+
+        self.identity = _object_from_dict(CognitoIdentity, {})
+        if cognito_identity is not None:
+            self.identity.cognito_identity_id = cognito_identity.get("cognitoIdentityId")
+            self.identity.cognito_identity_pool_id = cognito_identity.get("cognitoIdentityPoolId")
+
+        self._deadline_ms = deadline_ms
+
+    def get_remaining_time_in_millis(self):
+        remaining = self._deadline_ms - int(time.time() * 1000)
+        return remaining if remaining > 0 else 0
+
+    def log(self, message):
+        sys.stdout.write(str(message))
+
+    def __repr__(self):
+        return (
+            f"LambdaContext([aws_request_id={self.aws_request_id},"
+            f"log_group_name={self.log_group_name},"
+            f"log_stream_name={self.log_stream_name},"
+            f"function_name={self.function_name},"
+            f"memory_limit_in_mb={self.memory_limit_in_mb},"
+            f"function_version={self.function_version},"
+            f"invoked_function_arn={self.invoked_function_arn},"
+            f"client_context={self.client_context},"
+            f"identity={self.identity},"
+            f"tenant_id={self.tenant_id}])"
+        )
+
+
+def _parse_json_header(value, name):
+    try:
+        return json.loads(value)
+    except ValueError as error:
+        message = f"Unable to parse {name} JSON: {error}"
+        raise FaultError(CONTEXT_UNMARSHAL_ERROR, message) from error
+
+
+# -- marshalling ----------------------------------------------------------------
+
+
+def _ensure_ascii():
+    # awslambdaric writes non-ASCII characters unescaped from python3.12 on.
+    runtime = os.environ.get("AWS_EXECUTION_ENV", "")
+    prefix = "AWS_Lambda_python3."
+    if runtime.startswith(prefix):
+        minor = runtime[len(prefix) :]
+        if minor.isdigit():
+            return int(minor) < 12
+    return True
+
+
+class _ResponseEncoder(json.JSONEncoder):
+    def default(self, value):
+        # awslambdaric (through simplejson) writes a Decimal as its exact
+        # digits, which the standard json module cannot do.
+        # NOTE: a fractional Decimal goes through float here, so "1.10"
+        # comes out as 1.1 and long fractions lose digits.
+        if isinstance(value, decimal.Decimal):
+            if value.is_nan():
+                return float("nan")
+            if value == value.to_integral_value():
+                return int(value)
+            return float(value)
+        return super().default(value)
+
+
+_encoder = _ResponseEncoder(ensure_ascii=_ensure_ascii())
+
+
+def marshal_response(response):
+    """Return the response body and its content type, as awslambdaric encodes them."""
+    if isinstance(response, bytes):
+        return response, "application/unknown"
+    try:
+        return _encoder.encode(response).encode("utf-8"), "application/json"
+    except Exception as error:
+        raise FaultError(MARSHAL_ERROR, f"Unable to marshal response: {error}") from error
+
+
+def unmarshal_event(body, content_type):
+    if content_type != "application/json":
+        return body
+    try:
+        return json.loads(body)
+    except ValueError as error:
+        raise FaultError(UNMARSHAL_ERROR, f"Unable to unmarshal input: {error}") from error
+
+
+# -- errors and logging ---------------------------------------------------------
+
+
+def make_error(message, error_type, stack_trace, request_id=None):
+    return {
+        "errorMessage": message if message else "",
+        "errorType": error_type if error_type else "",
+        "requestId": request_id if request_id is not None else "",
+        "stackTrace": stack_trace if stack_trace else [],
+    }
+
+
+def error_from_exception(exc_info, request_id=None):
+    """Build the error body of an exception that user code raised."""
+    error_class, error, tb = exc_info
+    frames = traceback.extract_tb(tb)
+    # Drop this runtime's own frames from the top of the traceback.
+    for index, frame in enumerate(frames):
+        if "/bootstrap.py" not in frame.filename:
+            frames = frames[index:]
+            break
+    return make_error(str(error), error_class.__name__, traceback.format_list(frames), request_id)
+
+
+def log_error(error):
+    """Print an error as awslambdaric's text log format does: `[ERROR] Type: message`."""
+    description = "[ERROR]"
+    if error["errorType"]:
+        description += " " + error["errorType"]
+    if error["errorMessage"]:
+        if error["errorType"]:
+            description += ":"
+        description += " " + error["errorMessage"]
+
+    lines = [description, "Traceback (most recent call last):"]
+    for entry in error["stackTrace"]:
+        lines.extend(entry.splitlines() if entry else [""])
+    # NOTE: on a plain stdout, awslambdaric joins these lines with "\r" to
+    # keep one log record on one line. Here they are separate lines, which is
+    # how Lambda's log pipeline shows them.
+    sys.stdout.write("\n".join(lines) + "\n")
+
+
+class _RequestIdFilter(logging.Filter):
+    def filter(self, record):
+        record.aws_request_id = _current_request_id or ""
+        return True
+
+
+class _StdoutHandler(logging.Handler):
+    def emit(self, record):
+        try:
+            sys.stdout.write(self.format(record))
+        except Exception:
+            self.handleError(record)
+
+
+def setup_logging():
+    """Install Lambda's text log format on the root logger, as awslambdaric does."""
+    logging.Formatter.converter = time.gmtime
+    handler = _StdoutHandler()
+    handler.setFormatter(
+        logging.Formatter(
+            "[%(levelname)s]\t%(asctime)s.%(msecs)03dZ\t%(aws_request_id)s\t%(message)s\n",
+            "%Y-%m-%dT%H:%M:%S",
+        )
+    )
+    handler.addFilter(_RequestIdFilter())
+    root = logging.getLogger()
+    root.addHandler(handler)
+
+    level = os.environ.get("AWS_LAMBDA_LOG_LEVEL", "").upper()
+    if level in ("DEBUG", "INFO", "WARNING", "ERROR", "CRITICAL"):
+        root.setLevel(level)
+
+
+class Unbuffered:
+    """A stream wrapper that flushes after every write, as awslambdaric installs.
+
+    Output must reach the worker when it is written, not when the process
+    exits, so that each line lands in the log of the right invocation.
+    """
+
+    def __init__(self, stream):
+        self.stream = stream
+
+    def __getattr__(self, name):
+        return getattr(self.stream, name)
+
+    def write(self, text):
+        written = self.stream.write(text)
+        self.stream.flush()
+        return written
+
+    def writelines(self, lines):
+        self.stream.writelines(lines)
+        self.stream.flush()
+
+
+# -- the invocation loop --------------------------------------------------------
+
+
+def handle_invocation(client, handler, body, headers):
+    global _current_request_id
+
+    request_id = headers.get("Lambda-Runtime-Aws-Request-Id")
+    _current_request_id = request_id
+    trace_id = headers.get("Lambda-Runtime-Trace-Id")
+    if trace_id is not None:
+        os.environ["_X_AMZN_TRACE_ID"] = trace_id
+    else:
+        os.environ.pop("_X_AMZN_TRACE_ID", None)
+
+    error = None
+    try:
+        client_context = headers.get("Lambda-Runtime-Client-Context")
+        cognito_identity = headers.get("Lambda-Runtime-Cognito-Identity")
+        context = LambdaContext(
+            request_id,
+            _parse_json_header(client_context, "Client Context") if client_context else None,
+            _parse_json_header(cognito_identity, "Cognito Identity") if cognito_identity else None,
+            int(headers.get("Lambda-Runtime-Deadline-Ms") or 0),
+            headers.get("Lambda-Runtime-Invoked-Function-Arn"),
+            headers.get("Lambda-Runtime-Aws-Tenant-Id"),
+        )
+        event = unmarshal_event(body, headers.get("Content-Type"))
+        result = handler(event, context)
+        response, content_type = marshal_response(result)
+    except FaultError as fault:
+        error = make_error(fault.message, fault.error_type, fault.trace, request_id)
+    except Exception:
+        error = error_from_exception(sys.exc_info(), request_id)
+
+    if error is not None:
+        log_error(error)
+        client.post_error(request_id, json.dumps(error).encode("utf-8"))
+    else:
+        client.post_response(request_id, response, content_type)
+
+
+def set_import_path(task_root):
+    """Put the function's code first on sys.path, as in Lambda.
+
+    Python put this runtime's own directory there. It is removed, so that a
+    handler module named `bootstrap` loads the user's file and not this one.
+    """
+    shim_dir = os.path.dirname(os.path.abspath(__file__))
+    sys.path[:] = [entry for entry in sys.path if os.path.abspath(entry or ".") != shim_dir]
+    sys.path.insert(0, task_root)
+
+
+def main():
+    sys.stdout = Unbuffered(sys.stdout)
+    sys.stderr = Unbuffered(sys.stderr)
+    setup_logging()
+    set_import_path(os.environ.get("LAMBDA_TASK_ROOT") or os.getcwd())
+
+    client = RuntimeClient(os.environ["AWS_LAMBDA_RUNTIME_API"])
+    try:
+        handler = load_handler(os.environ.get("_HANDLER", ""))
+    except FaultError as fault:
+        error = make_error(fault.message, fault.error_type, fault.trace)
+        log_error(error)
+        client.post_init_error(json.dumps(error).encode("utf-8"), fault.error_type)
+        sys.exit(1)
+    except Exception:
+        error = error_from_exception(sys.exc_info())
+        log_error(error)
+        client.post_init_error(json.dumps(error).encode("utf-8"), error["errorType"])
+        sys.exit(1)
+
+    while True:
+        body, headers = client.next_invocation()
+        handle_invocation(client, handler, body, headers)
+
+
+if __name__ == "__main__":
+    main()
