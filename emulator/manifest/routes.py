@@ -48,12 +48,20 @@ def read_app_name(document: Document) -> str:
             hint="Add a line `@app` and the app name on the line below it.",
         )
     entries = document.pragmas["app"]
-    name = _entry_name(document, "app", 0, entries[0]) if len(entries) == 1 else None
-    if not name:
+    hint = "Write the app name alone on the line after `@app`."
+    if len(entries) != 1:
+        position = document.position("app", 0) if entries else document.position("app")
         raise document.error(
             f"expected exactly one app name under @app, found {len(entries)} entries",
-            document.position("app", 0) if entries else document.position("app"),
-            hint="Write the app name alone on the line after `@app`.",
+            position,
+            hint=hint,
+        )
+    name = _entry_name(document, "app", 0, entries[0])
+    if not name:
+        raise document.error(
+            f"invalid @app entry: expected the app name, found {_describe(entries[0])}",
+            document.position("app", 0),
+            hint=hint,
         )
     return name
 

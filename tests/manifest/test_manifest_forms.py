@@ -360,6 +360,24 @@ def test_app_name_errors(tmp_path: Path, text: str, line: int | None) -> None:
     assert "@app" in str(caught.value)
 
 
+@pytest.mark.parametrize(
+    ("app", "message"),
+    [
+        ('""', "invalid @app entry: expected the app name, found ''"),
+        ("true", "invalid @app entry: expected the app name, found a boolean"),
+        ('{"name": "x"}', "invalid @app entry: expected the app name, found a list"),
+    ],
+)
+def test_json_invalid_app_name(tmp_path: Path, app: str, message: str) -> None:
+    path = write_project(tmp_path, f'{{"app": {app}, "ws": []}}', manifest_name="arc.json")
+
+    with pytest.raises(ConfigError) as caught:
+        load_project(tmp_path)
+
+    assert caught.value.path == path.resolve()
+    assert message in str(caught.value)
+
+
 def test_json_app_name_error_names_key(tmp_path: Path) -> None:
     write_project(tmp_path, '{"app": ["a", "b"], "ws": []}', manifest_name="arc.json")
 

@@ -188,13 +188,12 @@ def test_prefs_errors(tmp_path: Path, text: str, line: int, column: int, message
 
 def test_load_project_reads_user_env(tmp_path: Path) -> None:
     write_project(tmp_path, "@app\nchat\n@ws\n")
-    dotenv = write_file(tmp_path / ".env", "SECRET=shh\nexport MODE=test\n")
+    write_file(tmp_path / ".env", "SECRET=shh\nexport MODE=test\n")
 
     app = load_project(tmp_path)
 
     assert dict(app.user_env) == {"SECRET": "shh", "MODE": "test"}
     assert app.user_env_file == tmp_path.resolve() / ".env"
-    assert dotenv.exists()
     with pytest.raises(TypeError):
         app.user_env["OTHER"] = "x"  # type: ignore[index]
 
