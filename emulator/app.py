@@ -1,0 +1,148 @@
+"""The emulator as one object: manifest, gateway and workers, started and stopped together.
+
+`Emulator` is the Python API (`async with Emulator(path) as emulator:`);
+`serve()` is what the CLI's `start` command runs.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+import os
+import signal
+from collections.abc import Mapping
+from pathlib import Path
+from types import TracebackType
+
+from emulator.config import AppConfig, Options
+from emulator.gateway.server import Gateway
+from emulator.invocation import InvocationResult
+from emulator.lambda_env import Endpoints
+from emulator.manifest import format_route_table, load_project
+from emulator.supervisor.functions import FunctionSupervisor, forward_log
+
+logger = logging.getLogger(__name__)
+
+
+class Emulator:
+    """An emulated API Gateway WebSocket API with its Lambda functions."""
+
+    app: AppConfig
+    options: Options
+
+    def __init__(
+        self,
+        project: Path | str | AppConfig,
+        options: Options | None = None,
+        *,
+        environ: Mapping[str, str] | None = None,
+    ) -> None:
+        self.app = project if isinstance(project, AppConfig) else load_project(Path(project))
+        self.options = options or Options()
+        self._environ = dict(os.environ if environ is None else environ)
+        self._gateway = Gateway(self.app, self.options, self, health_extra=self._health)
+        self._supervisor: FunctionSupervisor | None = None
+        self._ready = asyncio.Event()
+
+    async def start(self) -> None:
+        """Listen on the ports, then start the workers (and their warm environments)."""
+        await self._gateway.start()
+        endpoints = Endpoints(
+            port=self._gateway.port,
+            internal_port=self._gateway.internal_port,
+            management_url=self._gateway.management_url,
+        )
+        self._supervisor = FunctionSupervisor(
+            self.app, self.options, endpoints, forward_log, self._environ
+        )
+        try:
+            await self._supervisor.start()
+        except BaseException:
+            await self.stop()
+            raise
+        self._ready.set()
+
+    async def stop(self) -> None:
+        """Close the connections (running `$disconnect`), then stop every worker."""
+        await self._gateway.stop()
+        if self._supervisor is not None:
+            await self._supervisor.stop()
+
+    async def invoke(self, route: str, event: bytes) -> InvocationResult:
+        await self._ready.wait()
+        assert self._supervisor is not None
+        return await self._supervisor.invoke(route, event)
+
+    def _health(self) -> dict[str, object]:
+        return self._supervisor.health() if self._supervisor else {"workers": 0}
+
+    @property
+    def port(self) -> int:
+        return self._gateway.port
+
+    @property
+    def internal_port(self) -> int:
+        return self._gateway.internal_port
+
+    @property
+    def url(self) -> str:
+        """The WebSocket URL clients connect to."""
+        return f"ws://{_url_host(self.options.host)}:{self.port}"
+
+    @property
+    def management_url(self) -> str:
+        return self._gateway.management_url
+
+    async def __aenter__(self) -> Emulator:
+        await self.start()
+        return self
+
+    async def __aexit__(
+        self,
+        exc_type: type[BaseException] | None,
+        exc: BaseException | None,
+        traceback: TracebackType | None,
+    ) -> None:
+        await self.stop()
+
+
+def _url_host(host: str) -> str:
+    if host in ("0.0.0.0", "::", ""):
+        return "localhost"
+    return f"[{host}]" if ":" in host else host
+
+
+def _banner(emulator: Emulator) -> str:
+    app = emulator.app
+    lines = [
+        f"App {app.name} ({app.manifest})",
+        f"  WebSocket URL:  {emulator.url}",
+        f"  Management API: {emulator.management_url}/@connections/{{connectionId}}",
+        f"  Internal port:  {emulator.internal_port}",
+        "",
+        format_route_table(app),
+    ]
+    return "\n".join(lines)
+
+
+async def _serve(app: AppConfig, options: Options) -> int:
+    emulator = Emulator(app, options)
+    stop = asyncio.Event()
+    loop = asyncio.get_running_loop()
+    # The handlers only record the request; the loop below does the work.
+    for sig in (signal.SIGINT, signal.SIGTERM):
+        loop.add_signal_handler(sig, stop.set)
+    await emulator.start()
+    print(_banner(emulator), flush=True)
+    await stop.wait()
+    logger.info("stopping: closing connections and stopping workers")
+    # A second Ctrl+C while stopping exits at once.
+    loop.add_signal_handler(signal.SIGINT, lambda: os._exit(130))
+    await emulator.stop()
+    logger.info("stopped")
+    return 0
+
+
+def serve(app: AppConfig, options: Options) -> int:
+    """Run the emulator until Ctrl+C or SIGTERM; return the exit status."""
+    return asyncio.run(_serve(app, options))

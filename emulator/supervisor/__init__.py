@@ -1,0 +1,1 @@
+"""Gateway-side management of the worker processes, one per function."""

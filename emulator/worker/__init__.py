@@ -1,0 +1,1 @@
+"""The worker process: one function's execution environments."""

@@ -1,0 +1,128 @@
+"""Entry point of a worker process: `python -m emulator.worker --fd N`.
+
+The gateway starts one worker per function and passes it one end of a
+Unix socket pair. The worker waits for CONFIGURE, answers HELLO, then runs
+INVOKE messages concurrently until SHUTDOWN or the end of the stream.
+"""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import contextlib
+import logging
+import os
+import signal
+import socket
+import sys
+from pathlib import Path
+
+import runtime_shim
+from emulator.ipc.channel import Channel
+from emulator.ipc.framing import FrameError
+from emulator.ipc.messages import Hello, Invoke, Log, Result, Shutdown, Status, WorkerConfig
+from emulator.worker import proctree
+from emulator.worker.pool import FunctionPool
+
+logger = logging.getLogger("emulator.worker")
+
+RUNTIME_DIR = Path(runtime_shim.__file__).resolve().parent
+
+
+class Worker:
+    """Connects one function's pool to the gateway's channel."""
+
+    def __init__(self, channel: Channel, runtime_dir: Path) -> None:
+        self._channel = channel
+        self._runtime_dir = runtime_dir
+        self._pool: FunctionPool | None = None
+        self._tasks: set[asyncio.Task[None]] = set()
+
+    async def run(self) -> None:
+        try:
+            await self._serve()
+        except FrameError as error:
+            logger.error("worker %d: broken channel to the gateway: %s", os.getpid(), error)
+        finally:
+            if self._pool is not None:
+                await self._pool.stop()
+            for task in list(self._tasks):
+                task.cancel()
+
+    async def _serve(self) -> None:
+        while True:
+            message = await self._channel.receive()
+            if message is None or isinstance(message, Shutdown):
+                return
+            if isinstance(message, Invoke):
+                self._start_invocation(message)
+            elif isinstance(message, WorkerConfig):
+                await self._configure(message)
+            else:
+                raise FrameError(f"unexpected {type(message).__name__} message from the gateway")
+
+    async def _configure(self, config: WorkerConfig) -> None:
+        previous = self._pool
+        self._pool = FunctionPool(config, self._send_log, self._runtime_dir)
+        self._pool.start()
+        if previous is None:
+            self._channel.send(Hello(pid=os.getpid(), route=config.route))
+        else:
+            await previous.stop()
+
+    def _start_invocation(self, message: Invoke) -> None:
+        task = asyncio.ensure_future(self._invoke(message))
+        self._tasks.add(task)
+        task.add_done_callback(self._tasks.discard)
+
+    async def _invoke(self, message: Invoke) -> None:
+        if self._pool is None:
+            raise FrameError("INVOKE before CONFIGURE")
+        result: Result = await self._pool.invoke(message.id, message.event)
+        self._channel.send(result)
+
+    def _send_log(self, log: Log) -> None:
+        if not self._channel.closing:
+            self._channel.send(log)
+
+    def status(self) -> Status:
+        pool = self._pool
+        if pool is None:
+            return Status(environments=0, busy=0, queued=0)
+        return Status(environments=len(pool.environments), busy=pool.busy, queued=pool.queued)
+
+
+async def _main(fd: int) -> None:
+    sock = socket.socket(fileno=fd)
+    channel = await Channel.open(sock)
+    worker = Worker(channel, RUNTIME_DIR)
+    loop = asyncio.get_running_loop()
+    main_task = asyncio.current_task()
+    assert main_task is not None
+    # SIGTERM from the gateway's escalation: stop the environments first.
+    serve = asyncio.ensure_future(worker.run())
+    loop.add_signal_handler(signal.SIGTERM, serve.cancel)
+    # Ctrl+C reaches the whole foreground process group; the gateway
+    # decides when workers stop, so the worker ignores SIGINT.
+    loop.add_signal_handler(signal.SIGINT, lambda: None)
+    with contextlib.suppress(asyncio.CancelledError):
+        await serve
+    channel.close()
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(prog="python -m emulator.worker")
+    parser.add_argument("--fd", type=int, required=True, help="socket file descriptor")
+    parser.add_argument("--log-level", default="INFO")
+    args = parser.parse_args()
+    logging.basicConfig(
+        level=args.log_level,
+        format="%(levelname)s %(name)s: %(message)s",
+        stream=sys.stderr,
+    )
+    proctree.become_subreaper()
+    asyncio.run(_main(args.fd))
+
+
+if __name__ == "__main__":
+    main()
