@@ -282,9 +282,10 @@ class RuntimeApi:
                 return
 
     def _finish_init(self, failure: InitFailure | None) -> None:
+        if self._init_future is None or self._init_future.done():
+            return
         self._init_done = failure is None
-        if self._init_future is not None and not self._init_future.done():
-            self._init_future.set_result(failure)
+        self._init_future.set_result(failure)
 
     # -- HTTP ------------------------------------------------------------
 
@@ -319,7 +320,7 @@ class RuntimeApi:
         return _error_response(404, "NotFound", f"Unknown Runtime API path: {path}")
 
     async def _handle_next(self, request: web.BaseRequest) -> web.StreamResponse:
-        if not self._init_done and self._init_future is not None and not self._init_future.done():
+        if not self._init_done:
             self._finish_init(None)
 
         while self._pending is None:

@@ -242,7 +242,8 @@ def _parse_json_header(value, name):
 
 
 def _ensure_ascii():
-    # awslambdaric writes non-ASCII characters unescaped from python3.12 on.
+    # awslambdaric writes non-ASCII characters unescaped for python3.12.
+    # NOTE: the later python3 runtimes are assumed to do the same.
     runtime = os.environ.get("AWS_EXECUTION_ENV", "")
     prefix = "AWS_Lambda_python3."
     if runtime.startswith(prefix):
@@ -461,8 +462,13 @@ def main():
         sys.exit(1)
 
     while True:
-        body, headers = client.next_invocation()
-        handle_invocation(client, handler, body, headers)
+        try:
+            body, headers = client.next_invocation()
+            handle_invocation(client, handler, body, headers)
+        except (RuntimeApiError, OSError, http.client.HTTPException) as error:
+            # The Runtime API is gone, so nothing can be reported: stop.
+            sys.stderr.write(f"Lambda runtime: the Runtime API request failed: {error}\n")
+            sys.exit(1)
 
 
 if __name__ == "__main__":
