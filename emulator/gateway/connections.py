@@ -15,19 +15,19 @@ from emulator.gateway.websocket import GatewayWebSocket
 
 logger = logging.getLogger(__name__)
 
-# The most bytes the gateway buffers for one client that does not read.
-# A send that would pass it fails (the management API then answers 429),
+# The maximum bytes the gateway buffers for one client that does not read.
+# A send that would pass it fails (the management API then returns 429),
 # so a stalled client costs at most this much gateway memory.
 SEND_BUFFER_HIGH_WATER = 1024 * 1024
 
-# Seconds a client has to answer the gateway's close frame before the
+# Seconds a client has to reply to the gateway's close frame before the
 # gateway ends the TCP connection.
 CLOSE_HANDSHAKE_TIMEOUT = 2.0
 
 # The transport pauses writers above its own high-water mark, and aiohttp's
-# send then waits until the client reads. Setting the transport's mark above
-# SEND_BUFFER_HIGH_WATER means a send that passed the check never waits;
-# the slack leaves room for control frames (pongs, close frames).
+# send then waits until the client reads. With the transport's mark above
+# SEND_BUFFER_HIGH_WATER, a send that passed the check does not wait. The
+# slack leaves room for control frames (pongs, close frames).
 _TRANSPORT_HIGH_WATER = SEND_BUFFER_HIGH_WATER + 64 * 1024
 
 
@@ -42,8 +42,8 @@ class Connection:
     """One WebSocket connection that completed `$connect`.
 
     `close_code` and `close_reason` are set when the gateway starts the
-    close (idle, too old, DELETE, shutdown, binary frame); they are then
-    what the `$disconnect` event reports.
+    close (idle, too old, DELETE, shutdown, binary frame). The
+    `$disconnect` event then reports them.
     """
 
     info: ConnectionInfo
@@ -102,7 +102,7 @@ class Connection:
         """Start closing with `code`; does nothing if a close has started.
 
         The task that reads the connection sends the close frame when it
-        sees the request, then waits up to `handshake_timeout` seconds for
+        reads the request, then waits up to `handshake_timeout` seconds for
         the client's close frame. If the connection is still open a second
         after that (a reading task stuck behind a full send buffer), the TCP
         connection is dropped.
@@ -117,7 +117,7 @@ class Connection:
         self._close_deadline = loop.call_later(handshake_timeout + 1.0, self._drop_if_open)
 
     async def complete_close(self) -> None:
-        """Send the requested close frame and wait for the client's answer."""
+        """Send the requested close frame and wait for the client's close frame."""
         code = self.close_code if self.close_code is not None else 1000
         try:
             await asyncio.wait_for(
@@ -125,7 +125,7 @@ class Connection:
                 timeout=self._handshake_timeout,
             )
         except asyncio.TimeoutError:
-            logger.debug("connection %s did not answer the close frame", self.id)
+            logger.debug("connection %s did not reply to the close frame in time", self.id)
             self.transport.abort()
         except ConnectionError as error:
             logger.debug("closing connection %s failed: %s", self.id, error)
@@ -139,7 +139,9 @@ class Connection:
     def _drop_if_open(self) -> None:
         self._close_deadline = None
         if not self.transport.is_closing():
-            logger.warning("connection %s did not finish closing in time; dropping it", self.id)
+            # Logged at DEBUG: at shutdown this can happen to thousands of
+            # connections at once, and stop() reports the count.
+            logger.debug("connection %s did not finish closing in time; dropping it", self.id)
             self.transport.abort()
 
 

@@ -1,7 +1,7 @@
 """What the gateway makes of a function's result.
 
 API Gateway calls the function behind a route its integration. This module
-turns a `$connect` result into the handshake's answer, a message result
+turns a `$connect` result into the handshake response, a message result
 into a route response, and a failure into a line for the log.
 """
 
@@ -53,7 +53,7 @@ class Accept:
 
 @dataclass(frozen=True, slots=True)
 class Reject:
-    """Answer the upgrade request with this status, body and headers.
+    """Reject the upgrade request with this status, body and headers.
 
     `problem` is set when the cause is a failure (502 or 504) and says which.
     """
@@ -79,7 +79,7 @@ def describe_failure(result: InvocationResult) -> str:
 
 
 def decide_connect(result: InvocationResult | None, integration_timeout: float) -> Accept | Reject:
-    """Turn the `$connect` result into the handshake's answer.
+    """Turn the `$connect` result into the handshake response.
 
     `result` is None when the integration timeout passed first.
     """

@@ -32,7 +32,7 @@ def bind_listeners(
     Port 0 lets the first address pick a free port, and the other addresses
     bind the same number. With the default host and `ipv6_loopback`, `::1`
     is bound too, because clients that connect to `localhost` may try `::1`
-    first; failing to bind it is only logged. Other failures raise
+    first. A failure to bind `::1` is only logged. Other failures raise
     EmulatorError naming the port and `option`, the setting that changes it.
     """
     try:

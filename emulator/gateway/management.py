@@ -1,6 +1,6 @@
 """The `@connections` management API: post to, describe and close a connection.
 
-It answers like API Gateway's `ApiGatewayManagementApi`, so boto3's
+It responds like API Gateway's `ApiGatewayManagementApi`, so boto3's
 `apigatewaymanagementapi` client and Architect's runtime libraries work
 against it unchanged. Errors carry `x-amzn-ErrorType`, which boto3 needs to
 raise its typed exceptions (`GoneException` and the rest).

@@ -489,8 +489,8 @@ class Gateway:
         except asyncio.TimeoutError:
             return None
         except Exception as error:
-            # A failure of the invoker, not of the function: the client
-            # gets the usual failure answer instead of a broken connection.
+            # A failure of the invoker, not of the function. The client gets
+            # the usual failure response instead of a broken connection.
             logger.exception("invoking route %s failed", route)
             return InvocationResult(
                 request_id="", error_type=INVOKER_FAILURE, error_message=str(error)

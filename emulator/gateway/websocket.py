@@ -56,19 +56,20 @@ class FrameSizeGuard:
     """Check each incoming frame's declared length before aiohttp's reader gets it.
 
     aiohttp's `WebSocketReader` is a compiled class whose parsing loop a
-    Python subclass cannot extend, so the guard wraps it instead: aiohttp's
-    connection protocol feeds bytes to the guard, which reads only the frame
-    headers, skips each payload by its length, and passes every byte on
-    unchanged. The cost is a few operations per frame, not per byte. When a
-    data frame declares more than `max_frame_bytes`, the guard stops passing
-    bytes (so the oversized payload is never buffered) and fails the
-    message queue with a 1009 error, which `WebSocketResponse.receive()`
-    turns into a close frame with that code, as it does for aiohttp's own
-    message limit.
+    Python subclass cannot extend, so the guard wraps it. aiohttp's
+    connection protocol feeds bytes to the guard. The guard reads only the
+    frame headers, skips each payload by its length, and passes every byte
+    on unchanged, so its cost grows with the number of frames, not bytes.
+
+    When a data frame declares more than `max_frame_bytes`, the guard stops
+    passing bytes, so the oversized payload is never buffered. It then
+    fails the message queue with a 1009 error, and
+    `WebSocketResponse.receive()` turns that into a close frame with code
+    1009, as it does for aiohttp's own message limit.
 
     The guard also stamps `websocket.last_frame_time` for every frame, ping
-    and pong frames included, so the idle timeout sees frames that aiohttp
-    answers on its own.
+    and pong frames included, so the idle timeout counts the frames that
+    aiohttp handles on its own.
     """
 
     __slots__ = ("_failed", "_header", "_max_frame_bytes", "_payload_left", "_reader", "_websocket")
@@ -194,7 +195,7 @@ class GatewayWebSocket(web.WebSocketResponse):
             self._reader.feed_data(WSMessage(WSMsgType.ERROR, CLOSE_REQUESTED, None), 0)
 
     def fail_reader(self, error: WebSocketError) -> None:
-        """End reading with `error`, which `receive()` answers with a close frame."""
+        """End reading with `error`, which makes `receive()` send a close frame."""
         if self._reader is not None:
             self._reader.set_exception(error)
 

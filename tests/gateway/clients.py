@@ -144,13 +144,13 @@ class RawWebSocket:
         self.drop()
 
     async def close_reply(self, code: int) -> None:
-        """Answer the server's close frame and wait for it to end the connection."""
+        """Reply to the server's close frame and wait for it to end the connection."""
         await self.send(OP_CLOSE, struct.pack("!H", code))
         await self.reader.read()
         self.drop()
 
     async def answer_close(self) -> tuple[int | None, str]:
-        """Wait for the server's close frame and answer it; return its code and reason."""
+        """Wait for the server's close frame and reply; return its code and reason."""
         code, reason = await self.read_close()
         await self.close_reply(code or 1000)
         return code, reason

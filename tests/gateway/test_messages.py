@@ -1,4 +1,4 @@
-"""What the client sees: route responses, error frames, size limits, binary frames."""
+"""What the client receives: route responses, error frames, size limits, binary frames."""
 
 from __future__ import annotations
 
