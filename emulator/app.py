@@ -15,11 +15,13 @@ from pathlib import Path
 from types import TracebackType
 
 from emulator.config import AppConfig, Options
+from emulator.errors import EmulatorError
 from emulator.gateway.server import Gateway
 from emulator.invocation import InvocationResult
 from emulator.lambda_env import Endpoints
 from emulator.manifest import format_route_table, load_project
 from emulator.supervisor.functions import FunctionSupervisor, forward_log
+from emulator.supervisor.reloader import Reloader, plan_reload
 
 logger = logging.getLogger(__name__)
 
@@ -42,6 +44,7 @@ class Emulator:
         self._environ = dict(os.environ if environ is None else environ)
         self._gateway = Gateway(self.app, self.options, self, health_extra=self._health)
         self._supervisor: FunctionSupervisor | None = None
+        self._reloader: Reloader | None = None
         self._ready = asyncio.Event()
 
     async def start(self) -> None:
@@ -61,9 +64,46 @@ class Emulator:
             await self.stop()
             raise
         self._ready.set()
+        if self.options.watch:
+            self._reloader = Reloader(self.app.root, self.reload)
+            self._reloader.start()
+
+    async def reload(self, paths: set[Path]) -> None:
+        """Apply a batch of changed files: read the configuration again or restart functions.
+
+        Connections stay open throughout. A configuration that no longer
+        loads is logged, and the last good one keeps serving.
+        """
+        plan = plan_reload(self.app, paths)
+        if plan.empty:
+            return
+        logger.info("changed: %s", ", ".join(plan.changed))
+        app = self.app
+        if plan.reload_config:
+            try:
+                app = load_project(self.app.root)
+            except EmulatorError as error:
+                logger.error("%s\nthe last good configuration keeps serving", error)
+                app = self.app
+        if app is self.app and not plan.restart and not plan.restart_all:
+            return
+        restart = plan.restart
+        if plan.restart_all:
+            restart = {function.name for function in app.functions}
+        assert self._supervisor is not None
+        try:
+            await self._supervisor.apply(app, restart)
+        except EmulatorError as error:
+            logger.error("%s\nthe last good configuration keeps serving", error)
+            return
+        if app is not self.app:
+            self._gateway.update_app(app)
+            self.app = app
 
     async def stop(self) -> None:
         """Close the connections (running `$disconnect`), then stop every worker."""
+        if self._reloader is not None:
+            await self._reloader.stop()
         await self._gateway.stop()
         if self._supervisor is not None:
             await self._supervisor.stop()

@@ -11,6 +11,7 @@ from collections.abc import Mapping
 from pathlib import Path
 
 from emulator.config import AppConfig, FunctionConfig, Options
+from emulator.errors import EmulatorError
 from emulator.invocation import ERROR_UNKNOWN_FUNCTION, InvocationResult
 from emulator.ipc.messages import Log, WorkerConfig
 from emulator.lambda_env import (
@@ -106,6 +107,38 @@ class FunctionSupervisor:
         for config in configs:
             self.workers[config.route] = WorkerProcess(config, self._on_log)
         await asyncio.gather(*(worker.start() for worker in self.workers.values()))
+
+    async def apply(self, app: AppConfig, restart: set[str]) -> None:
+        """Bring the workers in line with `app` and restart the routes in `restart`.
+
+        Added routes get a worker, removed routes lose theirs, and a route
+        whose settings or environment changed, or that is in `restart`, gets
+        new environments. Raises EmulatorError (before changing anything)
+        when a function's runtime cannot run here.
+        """
+        previous, self.app = self.app, app
+        try:
+            configs = {function.name: self.worker_config(function) for function in app.functions}
+        except EmulatorError:
+            self.app = previous
+            raise
+        self._link_shared_code(app)
+        removed = [self.workers.pop(route) for route in list(self.workers) if route not in configs]
+        for gone in removed:
+            logger.info("route %s was removed; stopping its worker", gone.route)
+        added: list[WorkerProcess] = []
+        for route, config in configs.items():
+            existing = self.workers.get(route)
+            if existing is None:
+                logger.info("route %s was added; starting its worker", route)
+                self.workers[route] = WorkerProcess(config, self._on_log)
+                added.append(self.workers[route])
+            elif config != existing.config or route in restart:
+                logger.info("restarting the environments of route %s", route)
+                existing.configure(config)
+        await asyncio.gather(
+            *(worker.stop() for worker in removed), *(worker.start() for worker in added)
+        )
 
     async def invoke(self, route: str, event: bytes) -> InvocationResult:
         worker = self.workers.get(route)

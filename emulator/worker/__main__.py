@@ -14,13 +14,13 @@ import logging
 import os
 import signal
 import socket
-import sys
 from pathlib import Path
 
 import runtime_shim
 from emulator.ipc.channel import Channel
 from emulator.ipc.framing import FrameError
 from emulator.ipc.messages import Hello, Invoke, Log, Result, Shutdown, Status, WorkerConfig
+from emulator.logs import configure_logging
 from emulator.worker import proctree
 from emulator.worker.pool import FunctionPool
 
@@ -36,6 +36,7 @@ class Worker:
         self._channel = channel
         self._runtime_dir = runtime_dir
         self._pool: FunctionPool | None = None
+        self._retiring: set[FunctionPool] = set()
         self._tasks: set[asyncio.Task[None]] = set()
 
     async def run(self) -> None:
@@ -44,8 +45,8 @@ class Worker:
         except FrameError as error:
             logger.error("worker %d: broken channel to the gateway: %s", os.getpid(), error)
         finally:
-            if self._pool is not None:
-                await self._pool.stop()
+            pools = [*self._retiring, *([self._pool] if self._pool else [])]
+            await asyncio.gather(*(pool.stop() for pool in pools))
             for task in list(self._tasks):
                 task.cancel()
 
@@ -57,18 +58,25 @@ class Worker:
             if isinstance(message, Invoke):
                 self._start_invocation(message)
             elif isinstance(message, WorkerConfig):
-                await self._configure(message)
+                self._configure(message)
             else:
                 raise FrameError(f"unexpected {type(message).__name__} message from the gateway")
 
-    async def _configure(self, config: WorkerConfig) -> None:
+    def _configure(self, config: WorkerConfig) -> None:
+        """Start a pool for `config`; a reload retires the previous pool."""
         previous = self._pool
         self._pool = FunctionPool(config, self._send_log, self._runtime_dir)
         self._pool.start()
         if previous is None:
             self._channel.send(Hello(pid=os.getpid(), route=config.route))
         else:
-            await previous.stop()
+            # Retire in the background, so that invocations reach the new
+            # pool while the old one waits for its busy environments.
+            self._retiring.add(previous)
+            task = asyncio.ensure_future(previous.retire())
+            self._tasks.add(task)
+            task.add_done_callback(self._tasks.discard)
+            task.add_done_callback(lambda _: self._retiring.discard(previous))
 
     def _start_invocation(self, message: Invoke) -> None:
         task = asyncio.ensure_future(self._invoke(message))
@@ -76,9 +84,13 @@ class Worker:
         task.add_done_callback(self._tasks.discard)
 
     async def _invoke(self, message: Invoke) -> None:
-        if self._pool is None:
-            raise FrameError("INVOKE before CONFIGURE")
-        result: Result = await self._pool.invoke(message.id, message.event)
+        result: Result | None = None
+        while result is None:
+            if self._pool is None:
+                raise FrameError("INVOKE before CONFIGURE")
+            # None: the pool was replaced by a reload before the invocation
+            # started, so it runs on the new pool.
+            result = await self._pool.invoke(message.id, message.event)
         self._channel.send(result)
 
     def _send_log(self, log: Log) -> None:
@@ -115,11 +127,7 @@ def main() -> None:
     parser.add_argument("--fd", type=int, required=True, help="socket file descriptor")
     parser.add_argument("--log-level", default="INFO")
     args = parser.parse_args()
-    logging.basicConfig(
-        level=args.log_level,
-        format="%(levelname)s %(name)s: %(message)s",
-        stream=sys.stderr,
-    )
+    configure_logging(getattr(logging, args.log_level, logging.INFO))
     proctree.become_subreaper()
     asyncio.run(_main(args.fd))
 

@@ -13,9 +13,10 @@ import collections
 import logging
 import time
 import uuid
-from collections.abc import Callable
+from collections.abc import Callable, Coroutine
 from dataclasses import dataclass, field
 from pathlib import Path
+from typing import Any
 
 from emulator.invocation import ERROR_REQUEST_TOO_LARGE, ERROR_THROTTLED, MAX_PAYLOAD_BYTES
 from emulator.ipc.messages import Log, Result, WorkerConfig
@@ -36,9 +37,16 @@ IDLE_SAMPLE_INTERVAL = 1.0
 Send = Callable[[Log], None]
 
 
+class _Retired:
+    """Handed to queued invocations of a pool that a new configuration replaced."""
+
+
+RETIRED = _Retired()
+
+
 @dataclass
 class _Waiter:
-    future: asyncio.Future[Environment | InitFailure]
+    future: asyncio.Future[Environment | InitFailure | _Retired]
     queued_at: float = field(default_factory=time.monotonic)
 
 
@@ -61,6 +69,7 @@ class FunctionPool(OutputSink):
         self._background: set[asyncio.Task[None]] = set()
         self._sampler: asyncio.Task[None] | None = None
         self._closing = False
+        self._drained = asyncio.Event()
 
     # -- lifecycle -------------------------------------------------------
 
@@ -69,8 +78,33 @@ class FunctionPool(OutputSink):
         if self.config.prewarm:
             self._launch()
 
+    async def retire(self) -> None:
+        """Stop serving, for a reload: the pool that replaces this one takes new invocations.
+
+        Idle environments stop at once, busy ones as soon as their invocation
+        ends, and queued invocations get None from `invoke()` so that the
+        caller runs them on the new pool.
+        """
+        self._closing = True
+        while self._waiters:
+            waiter = self._waiters.popleft()
+            if not waiter.future.done():
+                waiter.future.set_result(RETIRED)
+        idle = list(self._idle)
+        self._idle.clear()
+        await asyncio.gather(*(env.stop() for env in idle))
+        self._check_drained()
+        await self._drained.wait()
+
+    def _check_drained(self) -> None:
+        """Finish a retirement once no environment runs or starts."""
+        if self._closing and not self.environments and not self._starting:
+            if self._sampler is not None:
+                self._sampler.cancel()
+            self._drained.set()
+
     async def stop(self) -> None:
-        """Stop every environment; queued invocations fail as throttled."""
+        """Stop every environment now, busy or not; queued invocations are cancelled."""
         self._closing = True
         if self._sampler is not None:
             self._sampler.cancel()
@@ -92,7 +126,10 @@ class FunctionPool(OutputSink):
 
     # -- invoke ----------------------------------------------------------
 
-    async def invoke(self, invocation_id: int, event: bytes) -> Result:
+    async def invoke(self, invocation_id: int, event: bytes) -> Result | None:
+        """Run one invocation; return None if the pool retired before it started."""
+        if self._closing:
+            return None
         invocation = Invocation(request_id=str(uuid.uuid4()), event=event)
         if len(event) > MAX_PAYLOAD_BYTES:
             message = (
@@ -104,12 +141,15 @@ class FunctionPool(OutputSink):
                 invocation_id, invocation.request_id, None, ERROR_REQUEST_TOO_LARGE, message
             )
         acquired = await self._acquire()
+        if acquired is RETIRED:
+            return None
         if isinstance(acquired, InitFailure):
             return self._fail_init(invocation_id, invocation, acquired)
         if acquired is None:
             message = "Rate Exceeded."
             self._log_failure(invocation, ERROR_THROTTLED, message)
             return Result(invocation_id, invocation.request_id, None, ERROR_THROTTLED, message)
+        assert isinstance(acquired, Environment)
         environment = acquired
         outcome = await environment.invoke(invocation)
         result = self._finish_invocation(invocation_id, invocation, environment, outcome)
@@ -179,7 +219,7 @@ class FunctionPool(OutputSink):
 
     # -- environments ----------------------------------------------------
 
-    async def _acquire(self) -> Environment | InitFailure | None:
+    async def _acquire(self) -> Environment | InitFailure | _Retired | None:
         """Return an idle environment, the cached init failure, or None when throttled."""
         if self._init_failure is not None:
             return self._init_failure
@@ -209,11 +249,20 @@ class FunctionPool(OutputSink):
 
     def _launch(self) -> None:
         self._starting += 1
-        task = asyncio.ensure_future(self._start_environment())
+        self._run_in_background(self._start_environment())
+
+    def _run_in_background(self, coroutine: Coroutine[Any, Any, None]) -> None:
+        task = asyncio.ensure_future(coroutine)
         self._background.add(task)
         task.add_done_callback(self._background.discard)
 
     async def _start_environment(self) -> None:
+        try:
+            await self._start_and_add_environment()
+        finally:
+            self._check_drained()
+
+    async def _start_and_add_environment(self) -> None:
         environment = Environment(self.config, self._next_index, self, self._runtime_dir)
         self._next_index += 1
         try:
@@ -259,6 +308,9 @@ class FunctionPool(OutputSink):
         if environment.state is not State.IDLE:
             self._replace_if_needed()
             return
+        if self._closing:
+            self._run_in_background(environment.stop())
+            return
         while self._waiters:
             waiter = self._waiters.popleft()
             if not waiter.future.done():
@@ -270,6 +322,7 @@ class FunctionPool(OutputSink):
     def _on_exit(self, environment: Environment) -> None:
         if environment in self.environments:
             self.environments.remove(environment)
+        self._check_drained()
         if environment.state is State.IDLE and not self._closing:
             logger.warning(
                 "%s: runtime exited while idle (exit status %s); replacing it",
@@ -318,9 +371,7 @@ class FunctionPool(OutputSink):
             if now - environment.idle_since >= timeout:
                 self._idle.remove(environment)
                 logger.info("%s: idle for %.0f s; stopping it", environment.label, timeout)
-                task = asyncio.ensure_future(environment.stop())
-                self._background.add(task)
-                task.add_done_callback(self._background.discard)
+                self._run_in_background(environment.stop())
 
     # -- output ----------------------------------------------------------
 

@@ -104,7 +104,9 @@ async def start_emulator(project: Project) -> AsyncIterator[EmulatorFactory]:
 
     async def start(**overrides: Any) -> Emulator:
         project.write()
-        settings: dict[str, Any] = {"port": 0, "internal_port": 0}
+        # Watching is off unless a test turns it on, so files a test writes
+        # into the project do not restart its functions.
+        settings: dict[str, Any] = {"port": 0, "internal_port": 0, "watch": False}
         settings.update(overrides)
         environ = dict(os.environ)
         emulator = Emulator(project.root, Options(**settings), environ=environ)
