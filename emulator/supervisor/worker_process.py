@@ -59,7 +59,8 @@ class WorkerProcess:
     async def start(self) -> None:
         """Spawn the worker and wait until it has taken its configuration."""
         loop = asyncio.get_running_loop()
-        self._ready = loop.create_future()
+        if self._ready is None or self._ready.done():
+            self._ready = loop.create_future()
         parent_sock, child_sock = socket.socketpair(socket.AF_UNIX, socket.SOCK_STREAM)
         try:
             self._process = await asyncio.create_subprocess_exec(
@@ -83,8 +84,11 @@ class WorkerProcess:
         logger.debug("worker %d for route %s started", self.pid, self.route)
 
     async def invoke(self, event: bytes) -> Result:
-        if self._ready is not None and not self._ready.done():
-            await asyncio.shield(self._ready)
+        ready = self._ready
+        if ready is not None and not ready.done():
+            # Wait for a worker that is starting or replacing one that died.
+            # If it fails to start, its channel is closed by then.
+            await asyncio.wait({ready})
         channel = self._channel
         if channel is None or channel.closing:
             return Result(0, "", None, ERROR_EXIT, "the function's worker process is not running")
@@ -133,6 +137,8 @@ class WorkerProcess:
                 RuntimeError(f"worker for route {self.route} exited with status {returncode}")
             )
         if not self._stopping:
+            # Invocations that arrive until the replacement is ready wait for it.
+            self._ready = asyncio.get_running_loop().create_future()
             self._restarting = asyncio.ensure_future(self._restart(returncode))
 
     def _fail_pending(self, returncode: int) -> None:
@@ -149,18 +155,27 @@ class WorkerProcess:
             _describe(returncode),
             self._restart_delay,
         )
+        ready = self._ready
         await asyncio.sleep(self._restart_delay)
         self._restart_delay = min(self._restart_delay * 2, MAX_RESTART_DELAY)
-        if self._stopping:
-            return
         try:
+            if self._stopping:
+                return
             await self.start()
         except (OSError, RuntimeError, asyncio.TimeoutError) as error:
             logger.error("worker for route %s failed to restart: %s", self.route, error)
+        finally:
+            # Wake the invocations that waited for this start. They fail
+            # unless the worker is running.
+            if ready is not None and not ready.done():
+                ready.cancel()
 
     async def stop(self) -> None:
         """Ask the worker to stop its environments and exit, then escalate."""
         self._stopping = True
+        if self._ready is not None and not self._ready.done():
+            # No replacement will start, so wake the invocations waiting for one.
+            self._ready.cancel()
         process = self._process
         if process is None or process.returncode is not None:
             return
