@@ -329,6 +329,12 @@ class FunctionPool(OutputSink):
                 environment.label,
                 environment.exited.result(),
             )
+            # Its state is still IDLE, so it must leave the idle queue or the
+            # next invocation gets it. Stopping it closes its Runtime API
+            # server and kills what the runtime left running.
+            if environment in self._idle:
+                self._idle.remove(environment)
+            self._run_in_background(environment.stop(graceful=False))
         self._replace_if_needed()
 
     def _replace_if_needed(self) -> None:
