@@ -38,10 +38,14 @@ def report_line(
     init_duration_ms: float | None,
     timed_out: bool,
 ) -> str:
+    # Billed from the duration as printed, so that a reader who rounds the
+    # printed Duration up gets the Billed Duration (2.004 ms prints as 2.00
+    # and bills 2 ms, not 3).
+    billed_ms = max(1, math.ceil(round(duration_ms, 2)))
     fields = [
         f"REPORT RequestId: {request_id}",
         f"Duration: {duration_ms:.2f} ms",
-        f"Billed Duration: {max(1, math.ceil(duration_ms))} ms",
+        f"Billed Duration: {billed_ms} ms",
         f"Memory Size: {memory_size} MB",
         f"Max Memory Used: {max_memory_used} MB",
     ]
