@@ -66,9 +66,11 @@ async def too_old(
 
     pinging = asyncio.create_task(keep_pinging())
     try:
-        return (await client.answer_close())[0]
+        code, _ = await client.read_close()
     finally:
         pinging.cancel()
+    await client.close_reply(code or 1000)
+    return code
 
 
 async def deleted(
@@ -215,12 +217,12 @@ async def test_ten_idle_connections_close(
 async def test_frames_either_way_keep_connection_open(
     start_gateway: GatewayFactory, invoker: FakeInvoker, http: aiohttp.ClientSession
 ) -> None:
-    gateway = await start_gateway(idle_timeout=0.4)
+    gateway = await start_gateway(idle_timeout=0.6)
     pinging, _ = await open_raw(gateway, invoker)
     receiving, receiving_id = await open_raw(gateway, invoker)
     started = time.monotonic()
 
-    # For three idle timeouts, one client sends pings and the other gets messages.
+    # For two idle timeouts, one client sends pings and the other gets messages.
     url = f"http://127.0.0.1:{gateway.port}/@connections/{receiving_id}"
     while time.monotonic() - started < 1.2:
         await pinging.send(OP_PING, b"")
@@ -250,8 +252,8 @@ async def test_max_duration_closes_active_connection(
 
     talking = asyncio.create_task(keep_talking())
     try:
-        assert await client.answer_close() == (1001, "Going away")
+        assert await client.read_close() == (1001, "Going away")
     finally:
         talking.cancel()
     assert time.monotonic() - started >= 0.5
-    client.drop()
+    await client.close_reply(1001)

@@ -216,6 +216,7 @@ async def test_management_api_410_while_connect_runs(
 
     for base in (
         f"http://127.0.0.1:{gateway.port}/@connections",
+        f"http://127.0.0.1:{gateway.port}/testing/@connections",
         f"http://127.0.0.1:{gateway.internal_port}/_arc/ws/@connections",
     ):
         url = f"{base}/{connection_id}"
