@@ -51,7 +51,9 @@ class RuntimeResolver:
     def command(self, runtime: str, src: Path) -> list[str]:
         """Return the command that starts an environment of `runtime` for handler dir `src`."""
         if runtime.startswith("python3"):
-            return [self._python(runtime), str(SHIM_DIR / "python" / "bootstrap.py")]
+            # -B: Lambda's code directory is read-only, so no __pycache__ is
+            # written there, and the emulator writes none into the user's.
+            return [self._python(runtime), "-B", str(SHIM_DIR / "python" / "bootstrap.py")]
         if runtime.startswith("nodejs"):
             return [self._node(runtime), str(SHIM_DIR / "node" / "bootstrap.mjs")]
         if runtime.startswith("provided"):
