@@ -75,6 +75,11 @@ def _route_key(route: str) -> str:
     return f"${route}" if route in BUILTIN_ROUTES else route
 
 
+def _url_host(host: str) -> str:
+    """Return `host` as a URL writes it: IPv6 addresses in brackets."""
+    return f"[{host}]" if ":" in host else host
+
+
 def _is_websocket_upgrade(request: web.Request) -> bool:
     return request.headers.get(hdrs.UPGRADE, "").strip().lower() == "websocket"
 
@@ -151,9 +156,7 @@ class Gateway:
             host = "127.0.0.1"
         elif host == "::":
             host = "::1"
-        if ":" in host:
-            host = f"[{host}]"
-        return f"http://{host}:{self.port}"
+        return f"http://{_url_host(host)}:{self.port}"
 
     def update_app(self, app: AppConfig) -> None:
         """Switch to a reloaded app's routes; open connections stay open."""
@@ -189,7 +192,7 @@ class Gateway:
         logger.info(
             "gateway of app %s listening on ws://%s:%d (internal port %d, stage %s)",
             self._app.name,
-            self._options.host,
+            _url_host(self._options.host),
             self._port,
             self._internal_port,
             self._options.stage,
@@ -530,14 +533,18 @@ class Gateway:
             if text is not None:
                 await self._send_to_client(connection, text, "route response")
 
-    async def _send_to_client(self, connection: Connection, text: str, what: str) -> None:
+    async def _send_to_client(self, connection: Connection, text: str, frame_name: str) -> None:
         status = await connection.send(text)
         if status is SendStatus.BUFFER_FULL:
             logger.warning(
-                "dropped the %s for connection %s: the client is not reading", what, connection.id
+                "dropped the %s for connection %s: the client is not reading",
+                frame_name,
+                connection.id,
             )
         elif status is SendStatus.GONE:
-            logger.debug("dropped the %s for connection %s: it is closed", what, connection.id)
+            logger.debug(
+                "dropped the %s for connection %s: it is closed", frame_name, connection.id
+            )
 
     async def _run_disconnect(self, info: ConnectionInfo, code: int, reason: str) -> None:
         """Invoke `$disconnect`; its result and failures only reach the log."""
