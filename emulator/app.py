@@ -38,11 +38,24 @@ class Emulator:
         options: Options | None = None,
         *,
         environ: Mapping[str, str] | None = None,
+        ipv6_loopback: bool = True,
     ) -> None:
+        """Load the project; `start()` serves it.
+
+        `environ` replaces the emulator's own environment as the source of
+        PATH, AWS credentials and `pass_env` variables. `ipv6_loopback`
+        allows listening on `::1` beside the default host `127.0.0.1`.
+        """
         self.app = project if isinstance(project, AppConfig) else load_project(Path(project))
         self.options = options or Options()
         self._environ = dict(os.environ if environ is None else environ)
-        self._gateway = Gateway(self.app, self.options, self, health_extra=self._health)
+        self._gateway = Gateway(
+            self.app,
+            self.options,
+            self,
+            health_extra=self._health,
+            ipv6_loopback=ipv6_loopback,
+        )
         self._supervisor: FunctionSupervisor | None = None
         self._reloader: Reloader | None = None
         self._ready = asyncio.Event()

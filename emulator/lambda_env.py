@@ -15,7 +15,6 @@ from collections.abc import Mapping
 from dataclasses import dataclass
 from pathlib import Path
 
-from emulator import __version__
 from emulator.config import AppConfig, FunctionConfig, Options
 
 ACCOUNT_ID = "012345678912"
@@ -26,6 +25,10 @@ PLACEHOLDER_CREDENTIALS = {
     "AWS_SESSION_TOKEN": "emulator-session-token",
 }
 DEFAULT_PATH = "/usr/local/bin:/usr/bin:/bin"
+# The Architect sandbox release whose environment the emulator reproduces.
+# `@architect/functions` 8 compares it, part by part as strings, against
+# "5.0.0" and refuses to load below it, so a single-digit major matters.
+ARCHITECT_SANDBOX_VERSION = "9.0.0"
 
 
 @dataclass(frozen=True)
@@ -79,7 +82,7 @@ def build_environment(
             {
                 "ports": {"http": endpoints.port, "_arc": endpoints.internal_port},
                 "cwd": str(app.root),
-                "version": __version__,
+                "version": ARCHITECT_SANDBOX_VERSION,
                 "lambdaSrc": str(function.src),
                 "lambdaTimeout": function.timeout * 1000,
                 "lambdaMemory": function.memory,
