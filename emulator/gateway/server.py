@@ -207,10 +207,8 @@ class Gateway:
         deadline = loop.time() + self._options.shutdown_timeout
         logger.info("stopping the gateway: closing %d connections", len(self._registry))
 
-        # Stop accepting connections.
-        for site in self._sites:
-            await site.stop()
-        self._sites.clear()
+        # New upgrades get 503 from now on, but the listeners stay open:
+        # `$disconnect` handlers still call the management API.
 
         # Ask every connection to close. Close handshakes get half of the
         # time, so `$disconnect` handlers get at least the other half.
@@ -231,6 +229,9 @@ class Gateway:
                 )
 
         # Stop the background work, then the servers.
+        for site in self._sites:
+            await site.stop()
+        self._sites.clear()
         background = [*self._tasks, *([self._sweeper] if self._sweeper else [])]
         for task in background:
             task.cancel()
