@@ -46,13 +46,29 @@ SHARED_DIRS = (Path("src") / "shared", Path("src") / "views")
 
 class ProjectFilter(watchfiles.DefaultFilter):
     """watchfiles' default filter (VCS, caches, node_modules, swap files) plus
-    Emacs autosave files and the `4913` file vim writes to test a directory."""
+    Emacs autosave files and the `4913` file vim writes to test a directory.
+
+    Directory names are matched only below `root`: watchfiles' own filter
+    matches every part of the absolute path, so a project that sits under
+    a directory called `node_modules` or `.venv` would never reload.
+    """
 
     ignore_entity_patterns = (
         *watchfiles.DefaultFilter.ignore_entity_patterns,
         r"^#.*#$",
         r"^4913$",
     )
+
+    def __init__(self, root: Path) -> None:
+        super().__init__()
+        self._root = root
+
+    def __call__(self, change: watchfiles.Change, path: str) -> bool:
+        try:
+            relative = Path(path).relative_to(self._root)
+        except ValueError:
+            return False
+        return super().__call__(change, str(relative))
 
 
 @dataclass
@@ -143,7 +159,7 @@ class Reloader:
         logger.debug("watching %s for changes", self._root)
         async for changes in watchfiles.awatch(
             self._root,
-            watch_filter=ProjectFilter(),
+            watch_filter=ProjectFilter(self._root),
             debounce=DEBOUNCE_MS,
             step=STEP_MS,
             stop_event=self._stop,
