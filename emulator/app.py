@@ -79,7 +79,7 @@ class Emulator:
         self._ready.set()
         if self.options.watch:
             self._reloader = Reloader(self.app.root, self.reload)
-            self._reloader.start()
+            await self._reloader.start()
 
     async def reload(self, paths: set[Path]) -> None:
         """Apply a batch of changed files: read the configuration again or restart functions.

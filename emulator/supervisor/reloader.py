@@ -146,8 +146,13 @@ class Reloader:
         self._stop = asyncio.Event()
         self._task: asyncio.Task[None] | None = None
 
-    def start(self) -> None:
+    async def start(self) -> None:
+        """Start watching; return once the watch is set up, so no later change is missed."""
         self._task = asyncio.ensure_future(self._run())
+        # awatch() adds its watches synchronously when it is first iterated,
+        # which the task does in its first step; one pass of the event loop
+        # runs that step before this coroutine resumes.
+        await asyncio.sleep(0)
 
     async def stop(self) -> None:
         self._stop.set()
@@ -157,16 +162,24 @@ class Reloader:
 
     async def _run(self) -> None:
         logger.debug("watching %s for changes", self._root)
-        async for changes in watchfiles.awatch(
-            self._root,
-            watch_filter=ProjectFilter(self._root),
-            debounce=DEBOUNCE_MS,
-            step=STEP_MS,
-            stop_event=self._stop,
-            force_polling=self._force_polling,
-        ):
-            try:
-                await self._apply({Path(path) for _, path in changes})
-            except Exception:
-                # A failed reload must not end watching: the next save retries.
-                logger.exception("reload failed")
+        try:
+            async for changes in watchfiles.awatch(
+                self._root,
+                watch_filter=ProjectFilter(self._root),
+                debounce=DEBOUNCE_MS,
+                step=STEP_MS,
+                stop_event=self._stop,
+                force_polling=self._force_polling,
+            ):
+                try:
+                    await self._apply({Path(path) for _, path in changes})
+                except Exception:
+                    # A failed reload must not end watching: the next save retries.
+                    logger.exception("reload failed")
+        except OSError as error:
+            # For example the inotify watch limit (fs.inotify.max_user_watches).
+            logger.error(
+                "failed to watch %s for changes, so edits are not applied until a restart: %s",
+                self._root,
+                error,
+            )
