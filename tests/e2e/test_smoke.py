@@ -11,8 +11,10 @@ import json, os, urllib.request, urllib.parse
 
 def handler(event, context):
     ctx = event["requestContext"]
-    url = os.environ["AWS_ENDPOINT_URL_APIGATEWAYMANAGEMENTAPI"] + "/@connections/" + urllib.parse.quote(ctx["connectionId"], safe="")
-    body = json.dumps({"route": ctx["routeKey"], "body": event["body"], "pid": os.getpid()}).encode()
+    endpoint = os.environ["AWS_ENDPOINT_URL_APIGATEWAYMANAGEMENTAPI"]
+    url = endpoint + "/@connections/" + urllib.parse.quote(ctx["connectionId"], safe="")
+    reply = {"route": ctx["routeKey"], "body": event["body"], "pid": os.getpid()}
+    body = json.dumps(reply).encode()
     urllib.request.urlopen(urllib.request.Request(url, data=body, method="POST")).read()
     return {"statusCode": 200}
 """
