@@ -1,0 +1,41 @@
+"""The benchmark harness in smoke mode: every scenario completes and prints its row.
+
+Timings are not asserted: CI machines are shared and noisy.
+"""
+
+from __future__ import annotations
+
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+
+REPO_ROOT = Path(__file__).resolve().parents[2]
+ROWS = (
+    "a baseline round trip",
+    "b warm round trip (python)",
+    "b warm round trip (node)",
+    "c throughput",
+    "d connect rate",
+    "e idle memory",
+    "f cold start (python)",
+    "g reload to new reply",
+    "h startup to first connection",
+)
+
+
+@pytest.mark.timeout(300)
+def test_smoke_run_prints_every_row() -> None:
+    completed = subprocess.run(
+        [sys.executable, "-m", "bench", "--smoke"],
+        cwd=REPO_ROOT,
+        capture_output=True,
+        text=True,
+        timeout=280,
+        check=False,
+    )
+    assert completed.returncode == 0, completed.stderr
+    for row in ROWS:
+        assert row in completed.stdout, f"row {row!r} missing from:\n{completed.stdout}"
+    assert "Traceback" not in completed.stderr
