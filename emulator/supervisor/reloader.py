@@ -38,9 +38,7 @@ FUNCTION_CONFIG_FILES = frozenset(
         "arc-config.yml",
     }
 )
-ENV_FILES = frozenset(
-    {".env", "prefs.arc", "preferences.arc", ".prefs.arc", ".preferences.arc"}
-)
+ENV_FILES = frozenset({".env", "prefs.arc", "preferences.arc", ".prefs.arc", ".preferences.arc"})
 SHARED_DIRS = (Path("src") / "shared", Path("src") / "views")
 
 
@@ -106,11 +104,14 @@ def plan_reload(app: AppConfig, paths: Iterable[Path]) -> ReloadPlan:
         except ValueError:
             continue
         owner = next((name for src, name in sources if _is_within(path, src)), None)
-        if (len(relative.parts) == 1 and (
-            relative.name in MANIFEST_FILES or relative.name in ENV_FILES
-        )) or (owner is not None and relative.name in FUNCTION_CONFIG_FILES and (
-            path.parent in {src for src, _ in sources}
-        )):
+        if (
+            len(relative.parts) == 1
+            and (relative.name in MANIFEST_FILES or relative.name in ENV_FILES)
+        ) or (
+            owner is not None
+            and relative.name in FUNCTION_CONFIG_FILES
+            and (path.parent in {src for src, _ in sources})
+        ):
             plan.reload_config = True
         elif any(_is_within(relative, shared) for shared in SHARED_DIRS):
             plan.restart_all = True
