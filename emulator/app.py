@@ -103,15 +103,19 @@ class Emulator:
         restart = plan.restart
         if plan.restart_all:
             restart = {function.name for function in app.functions}
+
+        def switch_routes() -> None:
+            # Between starting the added routes' workers and stopping the
+            # removed routes' ones, so every routed message finds a worker.
+            if app != self.app:
+                self._gateway.update_app(app)
+            self.app = app
+
         assert self._supervisor is not None
         try:
-            await self._supervisor.apply(app, restart)
+            await self._supervisor.apply(app, restart, on_started=switch_routes)
         except EmulatorError as error:
             logger.error("%s\nthe last good configuration keeps serving", error)
-            return
-        if app is not self.app:
-            self._gateway.update_app(app)
-            self.app = app
 
     async def stop(self) -> None:
         """Close the connections (running `$disconnect`), then stop every worker."""

@@ -7,7 +7,7 @@ import logging
 import os
 import shutil
 import tempfile
-from collections.abc import Mapping
+from collections.abc import Callable, Mapping
 from pathlib import Path
 
 from emulator.config import AppConfig, FunctionConfig, Options
@@ -108,12 +108,21 @@ class FunctionSupervisor:
             self.workers[config.route] = WorkerProcess(config, self._on_log)
         await asyncio.gather(*(worker.start() for worker in self.workers.values()))
 
-    async def apply(self, app: AppConfig, restart: set[str]) -> None:
+    async def apply(
+        self,
+        app: AppConfig,
+        restart: set[str],
+        *,
+        on_started: Callable[[], None] | None = None,
+    ) -> None:
         """Bring the workers in line with `app` and restart the routes in `restart`.
 
         Added routes get a worker, removed routes lose theirs, and a route
         whose settings or environment changed, or that is in `restart`, gets
-        new environments. Raises EmulatorError (before changing anything)
+        new environments. `on_started` runs once the added workers are
+        ready and before the removed ones stop, so that the caller can
+        switch its routing in between and no message reaches a route
+        without a worker. Raises EmulatorError (before changing anything)
         when a function's runtime cannot run here.
         """
         previous, self.app = self.app, app
@@ -123,9 +132,6 @@ class FunctionSupervisor:
             self.app = previous
             raise
         self._link_shared_code(app)
-        removed = [self.workers.pop(route) for route in list(self.workers) if route not in configs]
-        for gone in removed:
-            logger.info("route %s was removed; stopping its worker", gone.route)
         added: list[WorkerProcess] = []
         for route, config in configs.items():
             existing = self.workers.get(route)
@@ -136,9 +142,17 @@ class FunctionSupervisor:
             elif config != existing.config or route in restart:
                 logger.info("restarting the environments of route %s", route)
                 existing.configure(config)
-        await asyncio.gather(
-            *(worker.stop() for worker in removed), *(worker.start() for worker in added)
-        )
+        await asyncio.gather(*(worker.start() for worker in added))
+
+        if on_started is not None:
+            on_started()
+        removed = [self.workers.pop(route) for route in list(self.workers) if route not in configs]
+        for gone in removed:
+            logger.info("route %s was removed; stopping its worker", gone.route)
+        # NOTE: stopping a worker ends the invocations it still runs, so a
+        # message that reached a removed route just before the switch fails
+        # with Runtime.ExitError instead of finishing.
+        await asyncio.gather(*(worker.stop() for worker in removed))
 
     async def invoke(self, route: str, event: bytes) -> InvocationResult:
         worker = self.workers.get(route)
