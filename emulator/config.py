@@ -98,4 +98,7 @@ class Options:
     idle_environment_timeout: float = 5 * 60
     pass_env: tuple[str, ...] = ()
     watch: bool = True
+    # Poll the project for changes instead of waiting for file system events,
+    # for mounts that deliver no events (some Docker bind mounts, network shares).
+    watch_polling: bool = False
     allow_remote_management: bool = False
