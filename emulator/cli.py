@@ -39,6 +39,11 @@ EXIT_CONFIG_ERROR = 2
 HTTP_PORT_VARIABLES = ("ARC_HTTP_PORT", "PORT")
 INTERNAL_PORT_VARIABLE = "ARC_INTERNAL_PORT"
 
+# watchfiles' own switch for polling; like watchfiles, any value other than
+# these (compared without case) turns polling on.
+FORCE_POLLING_VARIABLE = "WATCHFILES_FORCE_POLLING"
+FORCE_POLLING_OFF_VALUES = frozenset({"false", "disable", "disabled"})
+
 LOG_LEVELS = ("DEBUG", "INFO", "WARNING", "ERROR")
 
 _DEFAULTS = Options()
@@ -137,6 +142,7 @@ def build_options(args: argparse.Namespace, environ: Mapping[str, str]) -> Optio
     changes["route_responses"] = args.route_responses
     changes["prewarm"] = not args.no_prewarm
     changes["watch"] = not args.no_watch
+    changes["watch_polling"] = args.watch_polling or _force_polling_from_environ(environ)
     changes["allow_remote_management"] = args.allow_remote_management
     # Keep the first occurrence of each name, in the order given.
     changes["pass_env"] = tuple(dict.fromkeys(args.pass_env))
@@ -202,6 +208,11 @@ def _port_from_environ(environ: Mapping[str, str], names: Sequence[str], default
                 hint=f"Set {name} to a port number, unset it, or pass the port as an option.",
             ) from error
     return default
+
+
+def _force_polling_from_environ(environ: Mapping[str, str]) -> bool:
+    value = environ.get(FORCE_POLLING_VARIABLE, "")
+    return bool(value) and value.lower() not in FORCE_POLLING_OFF_VALUES
 
 
 def _add_project_argument(parser: argparse.ArgumentParser) -> None:
@@ -343,6 +354,14 @@ def _add_start_options(parser: argparse.ArgumentParser) -> None:
         "--no-watch",
         action="store_true",
         help="do not restart functions when project files change (default: watch)",
+    )
+    lifecycle.add_argument(
+        "--watch-polling",
+        action="store_true",
+        help="find project changes by scanning the files every 300 ms instead of through "
+        "file system events, for mounts that deliver no events, such as some Docker bind "
+        f"mounts; also on when ${FORCE_POLLING_VARIABLE} is set to a value other than "
+        "false, disable or disabled (default: file system events)",
     )
 
 
