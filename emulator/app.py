@@ -78,7 +78,9 @@ class Emulator:
             raise
         self._ready.set()
         if self.options.watch:
-            self._reloader = Reloader(self.app.root, self.reload)
+            self._reloader = Reloader(
+                self.app.root, self.reload, force_polling=self.options.watch_polling
+            )
             await self._reloader.start()
 
     async def reload(self, paths: set[Path]) -> None:
