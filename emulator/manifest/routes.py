@@ -133,7 +133,8 @@ def resolve_handler_directory(
         raise document.error(
             f"the handler directory {relative} of route {route.route_key} does not exist",
             route.position,
-            hint=f"Create it, for example with `mkdir -p {relative}` "
+            hint="Run `python -m emulator init` in the project directory to create it "
+            f"with a starter handler, or create it yourself with `mkdir -p {relative}` "
             f"and a handler file such as {relative}/{handler_file}.",
         )
     return resolved
