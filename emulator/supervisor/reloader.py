@@ -150,9 +150,9 @@ class Reloader:
     async def start(self) -> None:
         """Start watching; return once the watch is set up, so no later change is missed."""
         self._task = asyncio.ensure_future(self._run())
-        # awatch() adds its watches synchronously when it is first iterated,
-        # which the task does in its first step; one pass of the event loop
-        # runs that step before this coroutine resumes.
+        # awatch() adds its watches synchronously when it is first iterated.
+        # The task does that in its first step, which the event loop runs
+        # before this coroutine resumes.
         await asyncio.sleep(0)
 
     async def stop(self) -> None:
