@@ -23,7 +23,7 @@ from emulator.lambda_env import (
     python_path,
 )
 from emulator.runtimes import RuntimeResolver
-from emulator.supervisor.worker_process import LogHandler, WorkerProcess
+from emulator.supervisor.worker_process import LogHandler, ResultHandler, WorkerProcess
 
 logger = logging.getLogger(__name__)
 
@@ -41,12 +41,14 @@ class FunctionSupervisor:
         endpoints: Endpoints,
         on_log: LogHandler,
         environ: Mapping[str, str] | None = None,
+        on_result: ResultHandler | None = None,
     ) -> None:
         self.app = app
         self.workers = {}
         self._options = options
         self._endpoints = endpoints
         self._on_log = on_log
+        self._on_result = on_result
         self._environ = dict(os.environ if environ is None else environ)
         self._resolver = RuntimeResolver(self._environ.get("PATH"))
         self._state_dir = Path(tempfile.mkdtemp(prefix="arc-ws-emulator-"))
@@ -105,7 +107,7 @@ class FunctionSupervisor:
         """Start one worker per function, all at once."""
         configs = [self.worker_config(function) for function in self.app.functions]
         for config in configs:
-            self.workers[config.route] = WorkerProcess(config, self._on_log)
+            self.workers[config.route] = WorkerProcess(config, self._on_log, self._on_result)
         await asyncio.gather(*(worker.start() for worker in self.workers.values()))
 
     async def apply(
@@ -137,7 +139,7 @@ class FunctionSupervisor:
             existing = self.workers.get(route)
             if existing is None:
                 logger.info("route %s was added; starting its worker", route)
-                self.workers[route] = WorkerProcess(config, self._on_log)
+                self.workers[route] = WorkerProcess(config, self._on_log, self._on_result)
                 added.append(self.workers[route])
             elif config != existing.config or route in restart:
                 logger.info("restarting the environments of route %s", route)
@@ -184,4 +186,6 @@ def forward_log(route: str, log: Log) -> None:
     function_logger = logging.getLogger(f"emulator.function.{route}")
     level = logging.ERROR if log.level == "ERROR" else logging.INFO
     for line in log.lines:
-        function_logger.log(level, "%s", line, extra={"route": route})
+        function_logger.log(
+            level, "%s", line, extra={"route": route, "request_id": log.request_id}
+        )

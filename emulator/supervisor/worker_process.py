@@ -28,6 +28,8 @@ STOP_TIMEOUT = 6.0
 MAX_RESTART_DELAY = 10.0
 
 LogHandler = Callable[[str, Log], None]
+# Called with the route and every RESULT, awaited or not, before its caller sees it.
+ResultHandler = Callable[[str, Result], None]
 
 
 class WorkerProcess:
@@ -37,11 +39,14 @@ class WorkerProcess:
     pid: int | None
     status: Status
 
-    def __init__(self, config: WorkerConfig, on_log: LogHandler) -> None:
+    def __init__(
+        self, config: WorkerConfig, on_log: LogHandler, on_result: ResultHandler | None = None
+    ) -> None:
         self.config = config
         self.pid = None
         self.status = Status(environments=0, busy=0, queued=0)
         self._on_log = on_log
+        self._on_result = on_result
         self._process: asyncio.subprocess.Process | None = None
         self._channel: Channel | None = None
         self._pending: dict[int, asyncio.Future[Result]] = {}
@@ -114,6 +119,8 @@ class WorkerProcess:
                 if message is None:
                     break
                 if isinstance(message, Result):
+                    if self._on_result is not None:
+                        self._on_result(self.route, message)
                     future = self._pending.get(message.id)
                     if future is not None and not future.done():
                         future.set_result(message)
@@ -145,7 +152,10 @@ class WorkerProcess:
         message = f"the function's worker process exited ({_describe(returncode)})"
         for invocation_id, future in list(self._pending.items()):
             if not future.done():
-                future.set_result(Result(invocation_id, "", None, ERROR_EXIT, message))
+                result = Result(invocation_id, "", None, ERROR_EXIT, message)
+                if self._on_result is not None:
+                    self._on_result(self.route, result)
+                future.set_result(result)
 
     async def _restart(self, returncode: int) -> None:
         logger.warning(
