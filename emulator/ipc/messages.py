@@ -6,7 +6,7 @@ Worker to gateway: HELLO, RESULT, LOG, STATUS.
 
 from __future__ import annotations
 
-from dataclasses import asdict, dataclass, fields
+from dataclasses import asdict, dataclass, field, fields
 from typing import Any, ClassVar, TypeVar
 
 from emulator.ipc.framing import FrameKind
@@ -95,6 +95,8 @@ class Log(Message):
     lines: list[str]
     request_id: str | None = None
     level: str = "INFO"
+    # Set for the worker's own log records: the logger they came from.
+    logger: str | None = None
 
 
 @dataclass(frozen=True, slots=True)
@@ -104,6 +106,9 @@ class Status(Message):
     environments: int
     busy: int
     queued: int
+    # Session ids of the running environments (each runtime leads its own
+    # session), so the gateway can end their processes if the worker dies.
+    sessions: list[int] = field(default_factory=list)
 
 
 @dataclass(frozen=True, slots=True)

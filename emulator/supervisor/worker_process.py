@@ -12,6 +12,8 @@ import sys
 import time
 from collections.abc import Callable
 
+import psutil
+
 from emulator.invocation import ERROR_EXIT
 from emulator.ipc.channel import Channel
 from emulator.ipc.framing import FrameError
@@ -124,6 +126,8 @@ class WorkerProcess:
                     future = self._pending.get(message.id)
                     if future is not None and not future.done():
                         future.set_result(message)
+                elif isinstance(message, Log) and message.logger is not None:
+                    _relay_worker_record(message)
                 elif isinstance(message, Log):
                     self._on_log(self.route, message)
                 elif isinstance(message, Hello):
@@ -138,6 +142,9 @@ class WorkerProcess:
             )
         channel.close()
         returncode = await process.wait()
+        if self.status.sessions:
+            await _stop_sessions(self.status.sessions, self.route)
+            self.status = Status(environments=0, busy=0, queued=0)
         self._fail_pending(returncode)
         if self._ready is not None and not self._ready.done():
             self._ready.set_exception(
@@ -222,6 +229,40 @@ class WorkerProcess:
             self.route,
             time.monotonic() - started,
         )
+
+
+def _relay_worker_record(log: Log) -> None:
+    """Log a record the worker process logged, under its original logger name."""
+    assert log.logger is not None
+    level = logging.getLevelName(log.level)
+    record_logger = logging.getLogger(log.logger)
+    for line in log.lines:
+        record_logger.log(level if isinstance(level, int) else logging.INFO, "%s", line)
+
+
+async def _stop_sessions(sessions: list[int], route: str) -> None:
+    """Kill what is left of the environments of a worker that died.
+
+    A worker that is killed cannot stop its runtimes, and their process
+    trees would run on, orphaned. Each runtime leads its own session, so
+    every process still in one of those sessions belongs to them.
+    """
+    wanted = set(sessions)
+    leftovers: list[psutil.Process] = []
+    for process in psutil.process_iter():
+        try:
+            if os.getsid(process.pid) in wanted:
+                process.kill()
+                leftovers.append(process)
+        except (ProcessLookupError, PermissionError, psutil.Error):
+            continue
+    if leftovers:
+        logger.warning(
+            "route %s: killed %d leftover process(es) of the dead worker's environments",
+            route,
+            len(leftovers),
+        )
+        await asyncio.to_thread(psutil.wait_procs, leftovers, 2.0)
 
 
 def _describe(returncode: int) -> str:

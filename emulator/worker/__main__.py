@@ -65,7 +65,7 @@ class Worker:
     def _configure(self, config: WorkerConfig) -> None:
         """Start a pool for `config`; a reload retires the previous pool."""
         previous = self._pool
-        self._pool = FunctionPool(config, self._send_log, self._runtime_dir)
+        self._pool = FunctionPool(config, self._send_log, self._runtime_dir, self._send_status)
         self._pool.start()
         if previous is None:
             self._channel.send(Hello(pid=os.getpid(), route=config.route))
@@ -93,20 +93,46 @@ class Worker:
             result = await self._pool.invoke(message.id, message.event)
         self._channel.send(result)
 
-    def _send_log(self, log: Log) -> None:
+    def _send_log(self, message: Log | Status) -> None:
         if not self._channel.closing:
-            self._channel.send(log)
+            self._channel.send(message)
 
-    def status(self) -> Status:
-        pool = self._pool
-        if pool is None:
-            return Status(environments=0, busy=0, queued=0)
-        return Status(environments=len(pool.environments), busy=pool.busy, queued=pool.queued)
+    def _send_status(self) -> None:
+        """Tell the gateway which environments run, across the current and retiring pools."""
+        pools = [*self._retiring, *([self._pool] if self._pool else [])]
+        environments = [env for pool in pools for env in pool.environments]
+        status = Status(
+            environments=len(environments),
+            busy=sum(pool.busy for pool in pools),
+            queued=sum(pool.queued for pool in pools),
+            sessions=[env.pid for env in environments if env.pid is not None],
+        )
+        self._send_log(status)
+
+
+class ChannelLogHandler(logging.Handler):
+    """Sends the worker's own log records to the gateway, which logs them as its own."""
+
+    def __init__(self, channel: Channel) -> None:
+        super().__init__()
+        self._channel = channel
+
+    def emit(self, record: logging.LogRecord) -> None:
+        if self._channel.closing:
+            return
+        message = record.getMessage()
+        if record.exc_info:
+            message += "\n" + logging.Formatter().formatException(record.exc_info)
+        self._channel.send(
+            Log(lines=message.splitlines(), level=record.levelname, logger=record.name)
+        )
 
 
 async def _main(fd: int) -> None:
     sock = socket.socket(fileno=fd)
     channel = await Channel.open(sock)
+    # From here on, the worker's records reach the gateway's log.
+    logging.getLogger("emulator").handlers[:] = [ChannelLogHandler(channel)]
     worker = Worker(channel, RUNTIME_DIR)
     loop = asyncio.get_running_loop()
     main_task = asyncio.current_task()

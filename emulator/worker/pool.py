@@ -56,8 +56,16 @@ class FunctionPool(OutputSink):
     config: WorkerConfig
     environments: list[Environment]
 
-    def __init__(self, config: WorkerConfig, send_log: Send, runtime_dir: Path) -> None:
+    def __init__(
+        self,
+        config: WorkerConfig,
+        send_log: Send,
+        runtime_dir: Path,
+        on_change: Callable[[], None] = lambda: None,
+    ) -> None:
+        """Set up the pool; `on_change` is called whenever an environment starts or ends."""
         self.config = config
+        self._on_change = on_change
         self.environments = []
         self._send_log = send_log
         self._runtime_dir = runtime_dir
@@ -294,6 +302,7 @@ class FunctionPool(OutputSink):
             await environment.stop()
             return
         self.environments.append(environment)
+        self._on_change()
         environment.exited.add_done_callback(lambda _: self._on_exit(environment))
         self._release(environment)
 
@@ -322,6 +331,7 @@ class FunctionPool(OutputSink):
     def _on_exit(self, environment: Environment) -> None:
         if environment in self.environments:
             self.environments.remove(environment)
+            self._on_change()
         self._check_drained()
         if environment.state is State.IDLE and not self._closing:
             logger.warning(

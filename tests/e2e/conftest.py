@@ -67,6 +67,7 @@ class Project:
             link.symlink_to(NODE_MODULES, target_is_directory=True)
 
     def write(self) -> Path:
+        self.root.mkdir(parents=True, exist_ok=True)
         lines = ["@app", self.name, "", "@ws", *self.routes]
         if self.aws:
             lines += ["", "@aws"] + [f"{key} {value}" for key, value in self.aws.items()]
