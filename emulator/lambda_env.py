@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import json
 import re
+import tempfile
 from collections.abc import Mapping
 from dataclasses import dataclass
 from pathlib import Path
@@ -97,6 +98,10 @@ def build_environment(
         del env["AWS_SESSION_TOKEN"]
     if function.runtime.startswith("python"):
         env["PYTHONUNBUFFERED"] = "1"
+    elif function.runtime == "deno":
+        env["DENO_DIR"] = deno_dir(environ)
+        # Deno colors its own messages even when its output is a pipe.
+        env["NO_COLOR"] = "1"
     for key in options.pass_env:
         if key in environ:
             env[key] = environ[key]
@@ -114,3 +119,23 @@ def python_path(function: FunctionConfig, shared_dir: Path | None) -> list[str]:
 
 def node_path(shared_dir: Path | None) -> list[str]:
     return [str(shared_dir / "node_modules")] if shared_dir is not None else []
+
+
+def ruby_lib(function: FunctionConfig, shared_dir: Path | None) -> list[str]:
+    """Return the RUBYLIB entries, so that `require 'shared/name'` finds shared code."""
+    return python_path(function, shared_dir)
+
+
+def deno_dir(environ: Mapping[str, str]) -> str:
+    """Return the Deno cache directory: the one the user's own `deno` uses.
+
+    Deno's default is `$XDG_CACHE_HOME/deno`, else `~/.cache/deno`, and the
+    function's environment has neither variable, so it is set explicitly.
+    """
+    if environ.get("DENO_DIR"):
+        return environ["DENO_DIR"]
+    if environ.get("XDG_CACHE_HOME"):
+        return str(Path(environ["XDG_CACHE_HOME"]) / "deno")
+    if environ.get("HOME"):
+        return str(Path(environ["HOME"]) / ".cache" / "deno")
+    return str(Path(tempfile.gettempdir()) / "arc-ws-emulator-deno")

@@ -21,6 +21,7 @@ from emulator.lambda_env import (
     function_name,
     node_path,
     python_path,
+    ruby_lib,
 )
 from emulator.runtimes import RuntimeResolver
 from emulator.supervisor.worker_process import LogHandler, ResultHandler, WorkerProcess
@@ -85,6 +86,11 @@ class FunctionSupervisor:
             environment["NODE_PATH"] = os.pathsep.join(
                 node_path(self._shared_dir) + [p for p in [environment.get("NODE_PATH", "")] if p]
             )
+        elif function.runtime.startswith("ruby"):
+            environment["RUBYLIB"] = os.pathsep.join(
+                ruby_lib(function, self._shared_dir)
+                + [p for p in [environment.get("RUBYLIB", "")] if p]
+            )
         return WorkerConfig(
             route=function.name,
             function_name=name,
@@ -93,7 +99,12 @@ class FunctionSupervisor:
             src=str(function.src),
             runtime=function.runtime,
             handler_setting=function.handler_setting,
-            command=self._resolver.command(function.runtime, function.src),
+            command=self._resolver.command(
+                function.runtime,
+                function.src,
+                # Deno checks reads: let handlers import `src/shared` and `src/views`.
+                readable=[self.app.root / "src" / "shared", self.app.root / "src" / "views"],
+            ),
             timeout=function.timeout,
             memory=function.memory,
             concurrency=function.concurrency or self._options.default_concurrency,
