@@ -7,19 +7,24 @@
 from __future__ import annotations
 
 import asyncio
+import dataclasses
 import logging
 import os
 import signal
 from collections.abc import Mapping
 from pathlib import Path
 from types import TracebackType
+from typing import Any
 
+from emulator.background import BackgroundEmulator
 from emulator.config import AppConfig, Options
 from emulator.errors import EmulatorError
 from emulator.gateway.server import Gateway
 from emulator.invocation import InvocationResult
+from emulator.ipc.messages import Log
 from emulator.lambda_env import Endpoints
 from emulator.manifest import format_route_table, load_project
+from emulator.records import InvocationRecord, InvocationRecorder, RecordFilter
 from emulator.supervisor.functions import FunctionSupervisor, forward_log
 from emulator.supervisor.reloader import Reloader, plan_reload
 
@@ -39,15 +44,20 @@ class Emulator:
         *,
         environ: Mapping[str, str] | None = None,
         ipv6_loopback: bool = True,
+        **option_fields: Any,
     ) -> None:
         """Load the project; `start()` serves it.
 
-        `environ` replaces the emulator's own environment as the source of
-        PATH, AWS credentials and `pass_env` variables. `ipv6_loopback`
-        allows listening on `::1` beside the default host `127.0.0.1`.
+        Keyword arguments named after `Options` fields (`port=0`,
+        `route_responses=True`) override those of `options`. `environ`
+        replaces the emulator's own environment as the source of PATH, AWS
+        credentials and `pass_env` variables. `ipv6_loopback` allows
+        listening on `::1` beside the default host `127.0.0.1`. Raises
+        ConfigError for an invalid project and TypeError for an unknown
+        keyword argument.
         """
+        self.options = _options_with(options or Options(), option_fields)
         self.app = project if isinstance(project, AppConfig) else load_project(Path(project))
-        self.options = options or Options()
         self._environ = dict(os.environ if environ is None else environ)
         self._gateway = Gateway(
             self.app,
@@ -59,6 +69,7 @@ class Emulator:
         self._supervisor: FunctionSupervisor | None = None
         self._reloader: Reloader | None = None
         self._ready = asyncio.Event()
+        self._recorder = InvocationRecorder()
 
     async def start(self) -> None:
         """Listen on the ports, then start the workers (and their warm environments)."""
@@ -69,7 +80,12 @@ class Emulator:
             management_url=self._gateway.management_url,
         )
         self._supervisor = FunctionSupervisor(
-            self.app, self.options, endpoints, forward_log, self._environ
+            self.app,
+            self.options,
+            endpoints,
+            self._on_log,
+            self._environ,
+            on_result=self._recorder.on_result,
         )
         try:
             await self._supervisor.start()
@@ -132,6 +148,42 @@ class Emulator:
         assert self._supervisor is not None
         return await self._supervisor.invoke(route, event)
 
+    def run_in_background(self) -> BackgroundEmulator:
+        """Start serving on a new event loop in a daemon thread, for code without a loop.
+
+        Returns once the emulator listens; stop it with the handle's
+        `stop()` or a `with` block. Raises what `start()` raises.
+        """
+        return BackgroundEmulator.start(self)
+
+    @property
+    def records(self) -> list[InvocationRecord]:
+        """A record of every finished invocation so far, oldest first."""
+        return self._recorder.records
+
+    def clear_records(self) -> None:
+        """Forget the records so far, including those `next_record` has not returned."""
+        self._recorder.clear()
+
+    async def next_record(
+        self,
+        route: str | None = None,
+        *,
+        matches: RecordFilter | None = None,
+        timeout: float | None = 10.0,
+    ) -> InvocationRecord:
+        """Return the oldest record of `route` that no earlier call returned, waiting for one.
+
+        `route` is a route name with or without `$` (`connect`, `$default`,
+        `send`), or None for any route; `matches` filters further. Raises
+        TimeoutError when none arrives within `timeout` seconds.
+        """
+        return await self._recorder.next_record(route, matches=matches, timeout=timeout)
+
+    def _on_log(self, route: str, log: Log) -> None:
+        forward_log(route, log)
+        self._recorder.on_log(route, log)
+
     def _health(self) -> dict[str, object]:
         return self._supervisor.health() if self._supervisor else {"workers": 0}
 
@@ -163,6 +215,17 @@ class Emulator:
         traceback: TracebackType | None,
     ) -> None:
         await self.stop()
+
+
+def _options_with(options: Options, fields: Mapping[str, Any]) -> Options:
+    known = {field.name for field in dataclasses.fields(Options)}
+    unknown = sorted(set(fields) - known)
+    if unknown:
+        raise TypeError(
+            f"Emulator() got unknown keyword arguments: {', '.join(unknown)}; "
+            f"the Options fields are: {', '.join(sorted(known))}"
+        )
+    return dataclasses.replace(options, **fields)
 
 
 def _url_host(host: str) -> str:
