@@ -1,4 +1,4 @@
-"""The command line: `python -m emulator [start|routes] [PROJECT_DIR] [options]`.
+"""The command line: `python -m emulator [start|routes|init|invoke] [PROJECT_DIR] [options]`.
 
 `start` is the default command, so `python -m emulator DIR` starts the
 emulator. The environment variables that set options are read here and
@@ -22,17 +22,20 @@ from typing import Any
 from emulator import __version__
 from emulator.config import AppConfig, Options
 from emulator.errors import ConfigError, EmulatorError
-from emulator.logs import configure_logging
-from emulator.manifest import format_route_table, load_project
+from emulator.logs import FUNCTION_LOGGER, LOG_FORMATS, LogFormat, configure_logging
+from emulator.manifest import canonical_runtime, format_route_table, load_project
+from emulator.manifest.runtimes import VALID_RUNTIMES_TEXT
 
 logger = logging.getLogger(__name__)
 
 PROG = "python -m emulator"
-COMMANDS = ("start", "routes")
+COMMANDS = ("start", "routes", "init", "invoke")
 DEFAULT_COMMAND = "start"
 
 # Exit status for configuration errors, the status argparse uses for usage errors.
 EXIT_CONFIG_ERROR = 2
+# Exit status of `invoke` when the invocation failed.
+EXIT_INVOCATION_FAILED = 1
 
 # Environment variables that set ports, in order of precedence. Architect's
 # sandbox reads the same names.
@@ -56,19 +59,28 @@ def main(argv: list[str] | None = None) -> int:
     arguments = sys.argv[1:] if argv is None else list(argv)
     parser = build_parser()
     args = parser.parse_args(_with_default_command(arguments))
-    configure_logging(logging.DEBUG if args.verbose else getattr(logging, args.log_level))
+    log_format: LogFormat = getattr(args, "log_format", "text")
+    level = getattr(logging, getattr(args, "log_level", "INFO"))
+    configure_logging(logging.DEBUG if getattr(args, "verbose", False) else level, None, log_format)
 
     try:
         if args.command == "routes":
             return _run_routes(args)
+        if args.command == "init":
+            return _run_init(args)
+        if args.command == "invoke":
+            return _run_invoke(args, os.environ)
         return _run_start(args, os.environ)
     except EmulatorError as error:
-        print(f"error: {error}", file=sys.stderr)
+        if log_format == "json":
+            logger.error("%s", error)
+        else:
+            print(f"error: {error}", file=sys.stderr)
         return EXIT_CONFIG_ERROR
 
 
 def build_parser() -> argparse.ArgumentParser:
-    """Build the argument parser with its `start` and `routes` subcommands."""
+    """Build the argument parser with its `start`, `routes`, `init` and `invoke` subcommands."""
     parser = argparse.ArgumentParser(
         prog=PROG,
         usage=f"{PROG} [COMMAND] [PROJECT_DIR] [options]",
@@ -87,7 +99,7 @@ def build_parser() -> argparse.ArgumentParser:
     )
     _add_project_argument(start)
     _add_start_options(start)
-    _add_logging_options(start)
+    _add_logging_options(start, log_format=True)
 
     routes = subparsers.add_parser(
         "routes",
@@ -98,6 +110,8 @@ def build_parser() -> argparse.ArgumentParser:
     )
     _add_project_argument(routes)
     _add_logging_options(routes)
+    _add_init_parser(subparsers)
+    _add_invoke_parser(subparsers)
 
     # The top-level help shows the arguments of `start` too, because running
     # without a command runs `start`. The first two paragraphs of its help
@@ -165,6 +179,56 @@ def _run_routes(args: argparse.Namespace) -> int:
     return 0
 
 
+def _run_init(args: argparse.Namespace) -> int:
+    # Imported here, like the server's modules, only for the command that needs it.
+    from emulator.scaffold import init_project
+
+    root = Path(args.project_dir)
+    written = init_project(root, args.runtime)
+    for path in written:
+        print(f"created {path.relative_to(root.resolve())}")
+    if not written:
+        print("nothing to create: the manifest and every route's handler exist")
+    where = "" if args.project_dir == "." else f" {args.project_dir}"
+    print(f"start the emulator with: {PROG}{where}")
+    return 0
+
+
+def _run_invoke(args: argparse.Namespace, environ: Mapping[str, str]) -> int:
+    import asyncio
+
+    from emulator.oneoff import (
+        check_body,
+        failure_body,
+        find_route,
+        invoke_once,
+        read_event_file,
+    )
+
+    # The function's lines print whatever the level of the emulator's own messages.
+    logging.getLogger(FUNCTION_LOGGER).setLevel(logging.INFO)
+    app = load_project(Path(args.project_dir))
+    route = find_route(app, args.route)
+    check_body(app, route, args.body)
+    event = read_event_file(args.event) if args.event is not None else None
+    options = dataclasses.replace(
+        _DEFAULTS,
+        port=0,
+        internal_port=0,
+        watch=False,
+        prewarm=False,
+        pass_env=tuple(dict.fromkeys(args.pass_env)),
+    )
+    result = asyncio.run(
+        invoke_once(app, options, route, body=args.body, event=event, environ=environ)
+    )
+    if not result.ok:
+        print(failure_body(result), flush=True)
+        return EXIT_INVOCATION_FAILED
+    print((result.payload or b"null").decode("utf-8", "replace"), flush=True)
+    return 0
+
+
 def _run_start(args: argparse.Namespace, environ: Mapping[str, str]) -> int:
     options = build_options(args, environ)
     app = load_project(Path(args.project_dir))
@@ -180,7 +244,8 @@ def _warn_missing_handler_files(app: AppConfig) -> None:
     for function in app.functions:
         if function.handler_file is None:
             logger.warning(
-                "route %s: no handler file for %s (%s) in %s, so invocations fail until one exists",
+                "route %s: no handler file for %s (%s) in %s, so invocations fail until one "
+                "exists; `python -m emulator init` writes a starter handler",
                 function.route_key,
                 function.handler,
                 function.runtime,
@@ -365,7 +430,79 @@ def _add_start_options(parser: argparse.ArgumentParser) -> None:
     )
 
 
-def _add_logging_options(parser: argparse.ArgumentParser) -> None:
+def _add_init_parser(subparsers: argparse._SubParsersAction[argparse.ArgumentParser]) -> None:
+    init = subparsers.add_parser(
+        "init",
+        prog=f"{PROG} init",
+        help="write app.arc and a starter handler for every route that has none",
+        description="Write what a project needs to start: app.arc (with @app named after "
+        "the directory, and @ws) when there is no manifest, and for every @ws route whose "
+        "handler directory has no handler file, the directory and a handler that logs its "
+        "event and returns status 200. Existing files are never changed. Prints each file "
+        "it writes.",
+    )
+    init.add_argument(
+        "project_dir",
+        nargs="?",
+        default=".",
+        metavar="PROJECT_DIR",
+        help="the project directory, created if missing (default: the current directory)",
+    )
+    init.add_argument(
+        "--runtime",
+        type=_runtime,
+        metavar="RUNTIME",
+        help="runtime of the handlers written for routes whose directory sets none, such as "
+        "python3.12, nodejs22.x, ruby3.3, deno or provided.al2023 (a config.arc names it "
+        "when it differs from the project's), and the @aws runtime of a new app.arc "
+        "(default: the project's runtime, else nodejs22.x)",
+    )
+
+
+def _add_invoke_parser(subparsers: argparse._SubParsersAction[argparse.ArgumentParser]) -> None:
+    invoke = subparsers.add_parser(
+        "invoke",
+        prog=f"{PROG} invoke",
+        help="run one route's function once on a sample event, print its response, then exit",
+        description="Run the function of ROUTE once on the event API Gateway would send, "
+        "print its logs (START, its output, END, REPORT) to stderr and its response to "
+        f"stdout, then exit: status 0 on success, {EXIT_INVOCATION_FAILED} when the "
+        f"invocation failed, {EXIT_CONFIG_ERROR} for an invalid project or arguments.",
+    )
+    invoke.add_argument(
+        "route",
+        metavar="ROUTE",
+        help="the route: connect, default, disconnect (with or without `$`) or a custom name",
+    )
+    _add_project_argument(invoke)
+    event = invoke.add_mutually_exclusive_group()
+    event.add_argument(
+        "--body",
+        metavar="TEXT",
+        help="the message body of a message route's event (default: a body that selects "
+        'ROUTE, such as {"action": "ROUTE"}, or {} for default)',
+    )
+    event.add_argument(
+        "--event",
+        metavar="FILE",
+        help="send the whole event from a JSON file, or from standard input for `-`, "
+        "instead of building one",
+    )
+    invoke.add_argument(
+        "--pass-env",
+        action="append",
+        default=[],
+        type=_env_name,
+        metavar="NAME",
+        help="pass the emulator's environment variable NAME to the function; repeat the "
+        "option for more variables (default: none)",
+    )
+    _add_logging_options(invoke, log_format=True, default_level="WARNING")
+
+
+def _add_logging_options(
+    parser: argparse.ArgumentParser, *, log_format: bool = False, default_level: str = "INFO"
+) -> None:
     group = parser.add_argument_group("logging")
     group.add_argument(
         "-v",
@@ -377,10 +514,28 @@ def _add_logging_options(parser: argparse.ArgumentParser) -> None:
         "--log-level",
         type=str.upper,
         choices=LOG_LEVELS,
-        default="INFO",
+        default=default_level,
         metavar="LEVEL",
-        help=f"minimum level of the messages logged: {', '.join(LOG_LEVELS)} (default: INFO)",
+        help=f"minimum level of the messages logged: {', '.join(LOG_LEVELS)} "
+        f"(default: {default_level})",
     )
+    if log_format:
+        group.add_argument(
+            "--log-format",
+            choices=LOG_FORMATS,
+            default="text",
+            help="text: function lines as `[route] line` and the emulator's messages with "
+            "time, level and logger; json: one JSON object per line, with START, END and "
+            "REPORT fields as keys (default: text)",
+        )
+
+
+def _runtime(text: str) -> str:
+    if canonical_runtime(text) is None:
+        raise argparse.ArgumentTypeError(
+            f"invalid runtime '{text}': expected {VALID_RUNTIMES_TEXT}"
+        )
+    return text
 
 
 def _port(text: str) -> int:
