@@ -199,7 +199,10 @@ class Environment:
             if not bootstrap.is_file():
                 return InitFailure(
                     ERROR_INVALID_ENTRYPOINT,
-                    f"Couldn't find valid bootstrap(s): [{bootstrap}]",
+                    # Lambda's own message, then what to do about it.
+                    f"Couldn't find valid bootstrap(s): [{bootstrap}]. A provided runtime "
+                    "runs the executable file `bootstrap` in the handler directory: create "
+                    f"it and run `chmod +x {bootstrap}`",
                     b"",
                 )
             if not os.access(bootstrap, os.X_OK):
