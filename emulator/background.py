@@ -31,6 +31,42 @@ START_TIMEOUT = 60.0
 STOP_TIMEOUT = 60.0
 
 
+class LoopThread:
+    """An event loop running in a daemon thread, taking coroutines from other threads."""
+
+    def __init__(self, name: str) -> None:
+        self.loop = asyncio.new_event_loop()
+        self._thread = threading.Thread(target=self._run, name=name, daemon=True)
+        self._thread.start()
+
+    def _run(self) -> None:
+        asyncio.set_event_loop(self.loop)
+        try:
+            self.loop.run_forever()
+        finally:
+            self.loop.run_until_complete(self.loop.shutdown_asyncgens())
+            self.loop.close()
+
+    def call(self, coroutine: Coroutine[Any, Any, _T], timeout: float | None) -> _T:
+        """Run `coroutine` on the loop and block for its result.
+
+        Raises TimeoutError, after cancelling the coroutine, when it takes
+        longer than `timeout` seconds.
+        """
+        future = asyncio.run_coroutine_threadsafe(coroutine, self.loop)
+        try:
+            return future.result(timeout)
+        except concurrent.futures.TimeoutError:
+            future.cancel()
+            raise TimeoutError(f"no result within {timeout} s") from None
+
+    def stop(self) -> None:
+        """Stop the loop and wait for its thread to end."""
+        if self._thread.is_alive():
+            self.loop.call_soon_threadsafe(self.loop.stop)
+            self._thread.join()
+
+
 class BackgroundEmulator:
     """A started `Emulator` running on its own event loop in a daemon thread."""
 
@@ -38,53 +74,30 @@ class BackgroundEmulator:
 
     def __init__(self, emulator: Emulator) -> None:
         self.emulator = emulator
-        self._loop = asyncio.new_event_loop()
-        self._thread = threading.Thread(
-            target=self._run_loop, name=f"arc-ws-emulator {emulator.app.name}", daemon=True
-        )
+        self._thread = LoopThread(f"arc-ws-emulator {emulator.app.name}")
         self._stopped = False
 
     @classmethod
     def start(cls, emulator: Emulator, timeout: float = START_TIMEOUT) -> BackgroundEmulator:
         """Start `emulator` in a new thread and return once it serves.
 
-        Raises what `Emulator.start()` raised, after the thread has ended.
+        Raises what `Emulator.start()` raised, after the thread has ended,
+        or TimeoutError when it takes longer than `timeout` seconds.
         """
         background = cls(emulator)
-        background._thread.start()
         try:
-            background._call(emulator.start(), timeout)
+            background._thread.call(emulator.start(), timeout)
         except TimeoutError:
             # The start was cancelled halfway: stop what it had started.
             try:
-                background._call(emulator.stop(), STOP_TIMEOUT)
+                background._thread.call(emulator.stop(), STOP_TIMEOUT)
             finally:
-                background._end_loop()
+                background._thread.stop()
             raise
         except BaseException:
-            background._end_loop()
+            background._thread.stop()
             raise
         return background
-
-    def _run_loop(self) -> None:
-        asyncio.set_event_loop(self._loop)
-        try:
-            self._loop.run_forever()
-        finally:
-            self._loop.run_until_complete(self._loop.shutdown_asyncgens())
-            self._loop.close()
-
-    def _call(self, coroutine: Coroutine[Any, Any, _T], timeout: float | None) -> _T:
-        future = asyncio.run_coroutine_threadsafe(coroutine, self._loop)
-        try:
-            return future.result(timeout)
-        except concurrent.futures.TimeoutError:
-            future.cancel()
-            raise TimeoutError(f"the emulator did not answer within {timeout} s") from None
-
-    def _end_loop(self) -> None:
-        self._loop.call_soon_threadsafe(self._loop.stop)
-        self._thread.join()
 
     def stop(self, timeout: float = STOP_TIMEOUT) -> None:
         """Stop the emulator (closing connections, stopping workers) and end its thread.
@@ -95,9 +108,9 @@ class BackgroundEmulator:
             return
         self._stopped = True
         try:
-            self._call(self.emulator.stop(), timeout)
+            self._thread.call(self.emulator.stop(), timeout)
         finally:
-            self._end_loop()
+            self._thread.stop()
 
     @property
     def url(self) -> str:
@@ -112,6 +125,10 @@ class BackgroundEmulator:
     @property
     def port(self) -> int:
         return self.emulator.port
+
+    @property
+    def internal_port(self) -> int:
+        return self.emulator.internal_port
 
     @property
     def records(self) -> list[InvocationRecord]:
@@ -130,7 +147,7 @@ class BackgroundEmulator:
     ) -> InvocationRecord:
         """Block until `Emulator.next_record` returns; raise TimeoutError after `timeout` s."""
         # The wait inside has its own timeout; the margin covers the hop between threads.
-        return self._call(
+        return self._thread.call(
             self.emulator.next_record(route, matches=matches, timeout=timeout), timeout + 5.0
         )
 
@@ -143,13 +160,13 @@ class BackgroundEmulator:
     ) -> InvocationRecord:
         """Await `Emulator.next_record` from another event loop (an async test's, say)."""
         future = asyncio.run_coroutine_threadsafe(
-            self.emulator.next_record(route, matches=matches, timeout=timeout), self._loop
+            self.emulator.next_record(route, matches=matches, timeout=timeout), self._thread.loop
         )
         return await asyncio.wrap_future(future)
 
     def invoke(self, route: str, event: bytes, timeout: float | None = None) -> InvocationResult:
         """Invoke the function of `route` (`connect`, `$connect` or a custom name) directly."""
-        return self._call(self.emulator.invoke(route.removeprefix("$"), event), timeout)
+        return self._thread.call(self.emulator.invoke(route.removeprefix("$"), event), timeout)
 
     def __enter__(self) -> BackgroundEmulator:
         return self
