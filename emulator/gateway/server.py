@@ -248,6 +248,12 @@ class Gateway:
                 "listening on %s: the emulator is reachable from the network",
                 self._options.host,
             )
+            if self._options.allow_remote_management:
+                logger.warning(
+                    "remote management is allowed: any client that reaches %s can post to "
+                    "and close every connection through the management API",
+                    self._options.host,
+                )
 
     def _main_application(self) -> web.Application:
         application = web.Application()
