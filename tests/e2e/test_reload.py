@@ -81,10 +81,11 @@ export async function handler (event, context) {
 PYTHON_SHARED_HANDLER = """
 import json, os
 from shared.version import VERSION
+from views.page import TITLE
 
 def handler(event, context):
     return {"statusCode": 200, "body": json.dumps(
-        {"shared": VERSION, "body": event["body"], "pid": os.getpid()}
+        {"shared": VERSION, "views": TITLE, "body": event["body"], "pid": os.getpid()}
     )}
 """
 
@@ -389,6 +390,9 @@ async def test_shared_code_edit_restarts_every_function(
     shared.mkdir(parents=True)
     (shared / "version.py").write_text('VERSION = "one"\n')
     (shared / "version.mjs").write_text("export const VERSION = 'one'\n")
+    views = project.root / "src" / "views"
+    views.mkdir(parents=True)
+    (views / "page.py").write_text('TITLE = "first"\n')
     project.handler("default", PYTHON_SHARED_HANDLER)
     project.handler("node", NODE_SHARED_HANDLER, runtime="node-esm")
     project.handler("plain", python_handler("plain"))
@@ -411,13 +415,24 @@ async def test_shared_code_edit_restarts_every_function(
         plain_after, _ = await client.ask_until(
             action("plain"), lambda r: r["pid"] != plain_before["pid"], "a new environment"
         )
+
+        (views / "page.py").write_text('TITLE = "second"\n')
+        views_after, _ = await client.ask_until(
+            "python", lambda r: r["views"] == "second", "the new views/page.py"
+        )
+        plain_after_views, _ = await client.ask_until(
+            action("plain"), lambda r: r["pid"] != plain_after["pid"], "a new environment"
+        )
         assert not client.ws.closed
 
     assert python_before["shared"] == "one"
+    assert python_before["views"] == "first"
     assert node_before["shared"] == "one"
     assert python_after["pid"] != python_before["pid"]
     assert node_after["pid"] != node_before["pid"]
     assert plain_after["version"] == "plain"
+    assert views_after["shared"] == "two"
+    assert plain_after_views["version"] == "plain"
 
 
 async def test_manifest_edit_adds_and_removes_routes(
