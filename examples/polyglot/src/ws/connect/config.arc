@@ -1,0 +1,2 @@
+@aws
+runtime nodejs20.x

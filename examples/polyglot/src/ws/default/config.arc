@@ -1,0 +1,2 @@
+@aws
+runtime python3.12

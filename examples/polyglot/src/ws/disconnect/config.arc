@@ -1,0 +1,2 @@
+@aws
+runtime ruby3.3

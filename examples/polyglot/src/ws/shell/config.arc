@@ -1,0 +1,2 @@
+@aws
+runtime provided.al2023
