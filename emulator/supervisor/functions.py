@@ -162,10 +162,8 @@ class FunctionSupervisor:
         removed = [self.workers.pop(route) for route in list(self.workers) if route not in configs]
         for gone in removed:
             logger.info("route %s was removed; stopping its worker", gone.route)
-        # NOTE: stopping a worker ends the invocations it still runs, so a
-        # message that reached a removed route just before the switch fails
-        # with Runtime.ExitError instead of finishing.
-        await asyncio.gather(*(worker.stop() for worker in removed))
+        # Messages that reached a removed route before the switch finish first.
+        await asyncio.gather(*(worker.stop(drain=True) for worker in removed))
 
     async def invoke(self, route: str, event: bytes) -> InvocationResult:
         worker = self.workers.get(route)

@@ -187,8 +187,14 @@ class WorkerProcess:
             if ready is not None and not ready.done():
                 ready.cancel()
 
-    async def stop(self) -> None:
-        """Ask the worker to stop its environments and exit, then escalate."""
+    async def stop(self, *, drain: bool = False) -> None:
+        """Ask the worker to stop its environments and exit, then escalate.
+
+        With `drain`, invocations in flight first get up to the function's
+        timeout to finish.
+        """
+        if drain and self._pending:
+            await asyncio.wait(set(self._pending.values()), timeout=self.config.timeout + 1)
         self._stopping = True
         if self._ready is not None and not self._ready.done():
             # No replacement will start, so wake the invocations waiting for one.
