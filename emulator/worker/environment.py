@@ -269,6 +269,9 @@ class Environment:
         self.state = State.BUSY
         self.current = invocation
         self.invocations += 1
+        # The sampler may not see a runtime that dies within a few
+        # milliseconds, and REPORT must still show what it used.
+        self.measure()
         timeout = self.config.timeout
         invocation.started = time.perf_counter()
         deadline_ms = int(time.time() * 1000) + timeout * 1000
