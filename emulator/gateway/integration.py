@@ -78,6 +78,16 @@ def describe_failure(result: InvocationResult) -> str:
     return f"raised {detail}"
 
 
+def lambda_request(result: InvocationResult) -> str:
+    """Return ` (Lambda request <id>)` for a log line, or "" when the result has no id.
+
+    The function's START, END and REPORT lines carry this id, not the API
+    Gateway request id that the client receives, so a gateway line that names
+    both lets a reader find the function's log of a failure.
+    """
+    return f" (Lambda request {result.request_id})" if result.request_id else ""
+
+
 def decide_connect(result: InvocationResult | None, integration_timeout: float) -> Accept | Reject:
     """Turn the `$connect` result into the handshake response.
 
@@ -89,7 +99,8 @@ def decide_connect(result: InvocationResult | None, integration_timeout: float) 
         )
         return Reject(504, TIMEOUT_BODY, problem=problem)
     if not result.ok:
-        return Reject(502, INTERNAL_ERROR_BODY, problem=f"$connect {describe_failure(result)}")
+        problem = f"$connect{lambda_request(result)} {describe_failure(result)}"
+        return Reject(502, INTERNAL_ERROR_BODY, problem=problem)
 
     response = _load_json(result.payload)
     status = _status_code(response.get("statusCode")) if isinstance(response, dict) else None

@@ -42,6 +42,7 @@ from emulator.gateway.integration import (
     Reject,
     decide_connect,
     describe_failure,
+    lambda_request,
     route_response_body,
 )
 from emulator.gateway.listeners import bind_listeners, is_loopback_host
@@ -521,10 +522,11 @@ class Gateway:
             else:
                 failure = describe_failure(result)
             logger.error(
-                "route %s of connection %s (request %s) %s",
+                "route %s of connection %s (request %s)%s %s",
                 _route_key(route),
                 connection.id,
                 request_id,
+                lambda_request(result) if result is not None else "",
                 failure,
             )
             error_frame = {
@@ -566,7 +568,10 @@ class Gateway:
             )
         elif not result.ok:
             logger.error(
-                "$disconnect of connection %s %s", info.connection_id, describe_failure(result)
+                "$disconnect of connection %s%s %s",
+                info.connection_id,
+                lambda_request(result),
+                describe_failure(result),
             )
 
     # Idle and maximum duration
