@@ -366,10 +366,14 @@ class FunctionPool(OutputSink):
             sample_idle = now - last_idle_sample >= IDLE_SAMPLE_INTERVAL
             for environment in self.environments:
                 measured = environment.state is State.BUSY or sample_idle
-                if measured and environment.measure() > limit:
-                    logger.error(
-                        "%s: memory passed the %d MB limit; killing its process tree",
+                rss = environment.measure() if measured else 0
+                if rss > limit:
+                    # A WARNING, not an ERROR: the failed invocation, if one
+                    # runs, is logged by the gateway with its request ids.
+                    logger.warning(
+                        "%s: its process tree uses %d MB, over the %d MB limit; killing it",
                         environment.label,
+                        rss >> 20,
                         self.config.memory,
                     )
                     environment.kill_for_memory()
