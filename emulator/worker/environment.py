@@ -175,6 +175,10 @@ class Environment:
             if failure is None:
                 self.init_duration_ms = (time.perf_counter() - started) * 1000
                 self.state = State.IDLE
+                # One sample now, off the invocation path: the sampler may not
+                # see a runtime that dies within milliseconds of an invocation,
+                # and REPORT must still show the runtime's footprint.
+                self.measure()
                 self.idle_since = time.monotonic()
                 return None
             await self.stop(graceful=False)
@@ -269,9 +273,6 @@ class Environment:
         self.state = State.BUSY
         self.current = invocation
         self.invocations += 1
-        # The sampler may not see a runtime that dies within a few
-        # milliseconds, and REPORT must still show what it used.
-        self.measure()
         timeout = self.config.timeout
         invocation.started = time.perf_counter()
         deadline_ms = int(time.time() * 1000) + timeout * 1000
