@@ -43,6 +43,22 @@ def is_loopback_peer(address: str | None) -> bool:
     return ip.is_loopback
 
 
+def _is_local_peer(request: web.Request) -> bool:
+    """Whether the peer is on this machine: a loopback address, or the address it called.
+
+    With `--host` set to one of the machine's own addresses, functions
+    reach the management API on that address, so their requests come from
+    it; a remote peer never has the server's own address.
+    """
+    if is_loopback_peer(request.remote):
+        return True
+    transport = request.transport
+    sockname = transport.get_extra_info("sockname") if transport is not None else None
+    if not sockname:
+        return False
+    return bool(request.remote == sockname[0])
+
+
 def _with_request_id(response: web.Response) -> web.Response:
     # API Gateway sends one on every response; boto3 puts it in ResponseMetadata.
     response.headers["x-amzn-RequestId"] = str(uuid.uuid4())
@@ -89,7 +105,7 @@ class ManagementApi:
         return await self.handle(request)
 
     def _check_request(self, request: web.Request) -> web.Response | None:
-        if not self._options.allow_remote_management and not is_loopback_peer(request.remote):
+        if not self._options.allow_remote_management and not _is_local_peer(request):
             logger.warning(
                 "rejected a management API request from %s: only loopback peers are allowed",
                 request.remote,

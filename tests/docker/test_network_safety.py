@@ -280,3 +280,41 @@ async def test_remote_peer_allowed_with_option(namespaces: Namespaces, tmp_path:
     assert NETWORK_WARNING in server.log
     assert REMOTE_MANAGEMENT_WARNING in server.log
     assert "rejected a management API request" not in server.log
+
+
+# Replies through the management API, on the address the emulator gave it.
+SELF_POST_HANDLER = """
+import os, urllib.parse, urllib.request
+
+def handler(event, context):
+    connection_id = event["requestContext"]["connectionId"]
+    url = (
+        os.environ["AWS_ENDPOINT_URL_APIGATEWAYMANAGEMENTAPI"]
+        + "/@connections/"
+        + urllib.parse.quote(connection_id, safe="")
+    )
+    request = urllib.request.Request(url, data=connection_id.encode(), method="POST")
+    urllib.request.urlopen(request, timeout=5).read()
+    return {"statusCode": 200}
+"""
+
+
+async def test_functions_reach_management_on_bound_address(
+    namespaces: Namespaces, tmp_path: Path
+) -> None:
+    project = _write_project(tmp_path / "project")
+    (project / "src" / "ws" / "default" / "lambda.py").write_text(
+        textwrap.dedent(SELF_POST_HANDLER)
+    )
+    async with (
+        _server(namespaces, project) as server,
+        _peer_websocket(namespaces, server.url) as client,
+    ):
+        # No route responses reach the client from this handler: the frame
+        # is what the function posted from the server's own address.
+        await client.send("post to myself")
+        record = await client.next_record()
+        assert record["event"] == "frame", record
+        assert str(record["data"]).endswith("="), record
+
+    assert "rejected a management API request" not in server.log
