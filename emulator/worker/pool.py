@@ -240,7 +240,9 @@ class FunctionPool(OutputSink):
             pass  # An environment already starting will serve this invocation.
         elif len(self.environments) + self._starting < self.config.concurrency:
             self._launch()
-        elif len(self._waiters) >= self.config.queue_size:
+        elif len(self._waiters) - self._starting >= self.config.queue_size:
+            # Waiters that a starting environment will serve are not queued:
+            # only those beyond the concurrency count against the queue.
             return None
         waiter = _Waiter(asyncio.get_running_loop().create_future())
         self._waiters.append(waiter)
