@@ -91,12 +91,13 @@ class EmulatorPool:
             return running
         try:
             emulator = Emulator(project, ipv6_loopback=False, **settings)
-            running = emulator.run_in_background()
+            self._running[key] = emulator.run_in_background()
         except (EmulatorError, OSError, TypeError) as error:
             self._failed[key] = f"arc-ws-emulator: failed to start {project}: {error}"
+        if key in self._failed:
+            # Outside the `except` block, so the report shows the message alone.
             pytest.fail(self._failed[key], pytrace=False)
-        self._running[key] = running
-        return running
+        return self._running[key]
 
     def stop_all(self) -> None:
         """Stop every emulator, each even if another fails to stop."""
@@ -156,19 +157,21 @@ def _project_of(request: pytest.FixtureRequest) -> tuple[Path, dict[str, Any]]:
     marker = request.node.get_closest_marker(MARKER)
     if marker is not None:
         if len(marker.args) != 1:
-            raise pytest.UsageError(
+            pytest.fail(
                 f"@pytest.mark.{MARKER} takes one argument, the project directory; "
-                f"got {len(marker.args)}"
+                f"got {len(marker.args)}",
+                pytrace=False,
             )
         path = Path(str(marker.args[0]))
         settings.update(marker.kwargs)
     else:
         configured = config.getini(PROJECT_INI)
         if not configured:
-            raise pytest.UsageError(
+            pytest.fail(
                 f"the arc_ws_emulator fixture needs a project: set `{PROJECT_INI} = <dir>` "
                 f"in pytest's configuration, or mark the test with "
-                f'@pytest.mark.{MARKER}("<dir>")'
+                f'@pytest.mark.{MARKER}("<dir>")',
+                pytrace=False,
             )
         path = Path(str(configured))
     return (config.rootpath / path).resolve(), settings
