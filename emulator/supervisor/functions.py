@@ -195,6 +195,4 @@ def forward_log(route: str, log: Log) -> None:
     function_logger = logging.getLogger(f"emulator.function.{route}")
     level = logging.ERROR if log.level == "ERROR" else logging.INFO
     for line in log.lines:
-        function_logger.log(
-            level, "%s", line, extra={"route": route, "request_id": log.request_id}
-        )
+        function_logger.log(level, "%s", line, extra={"route": route, "request_id": log.request_id})
