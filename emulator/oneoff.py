@@ -118,7 +118,7 @@ def upgrade_headers(host: str) -> list[tuple[str, str]]:
 def read_event_file(path: str) -> bytes:
     """Read an event from a JSON file, or from standard input for `-`.
 
-    Raises ConfigError when the file cannot be read or holds no JSON object.
+    Raises ConfigError when the file cannot be read or contains no JSON object.
     """
     try:
         text = sys.stdin.read() if path == "-" else Path(path).read_text(encoding="utf-8")

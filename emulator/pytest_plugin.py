@@ -13,7 +13,7 @@ Fixtures:
 - `arc_ws_emulator`: the running emulator of the test's project, a
   `BackgroundEmulator` with `url`, `management_url`, `records` and
   `next_record()` / `next_record_async()`. It starts at the first test
-  that asks for it and stops at the end of the session; each test starts
+  that requests it and stops at the end of the session. Each test starts
   with no records.
 - `arc_ws_client`: a `WebSocketClient` (aiohttp) for that emulator, for
   async tests: `async with arc_ws_client.connect() as ws:`.
@@ -37,7 +37,7 @@ MARKER = "arc_ws_project"
 PROJECT_INI = "arc_ws_project"
 ROUTE_RESPONSES_INI = "arc_ws_route_responses"
 
-# What the plugin's emulators use unless a marker says otherwise.
+# Settings of the plugin's emulators, unless a marker overrides them.
 DEFAULT_SETTINGS: dict[str, Any] = {
     "host": "127.0.0.1",
     "port": 0,

@@ -2,8 +2,8 @@
 
 A worker sends the log lines of an invocation (LOG frames carrying its
 request id) before its result (the RESULT frame), over one ordered
-channel, so when a result arrives the lines of its invocation are
-complete and the record can be built at once.
+channel. So when a result arrives, the lines of its invocation are
+complete, and the record is built at once.
 """
 
 from __future__ import annotations

@@ -1,10 +1,10 @@
 """`python -m emulator init`: write the manifest and starter handlers of a project.
 
-`init_project` writes `app.arc` when the project has no manifest, then,
-for every `@ws` route whose handler directory has no handler file, the
-directory, a handler for the route's runtime, and a `config.arc` that
-names the runtime when it differs from the project's. It never changes a
-file that exists.
+`init_project` writes `app.arc` when the project has no manifest. Then
+it gives every `@ws` route whose handler directory has no handler file
+the directory and a handler for the route's runtime, plus a `config.arc`
+naming the runtime when it differs from the project's. It never changes
+a file that exists.
 
 Each starter handler logs its event and returns `{"statusCode": 200}`.
 Handlers of message routes (`$default` and the custom routes) also return
@@ -350,9 +350,9 @@ def _handler_file_name(
 def _node_uses_esm(root: Path, directory: Path) -> bool:
     """Tell whether a new Node.js handler in `directory` should be an ES module.
 
-    Node.js reads the nearest package.json: without one, the handler is
-    written as `index.mjs`; under one without `"type": "module"`, as a
-    CommonJS `index.js`, matching the project's other code.
+    Node.js reads the nearest package.json. Without one, the handler is
+    written as `index.mjs`. Under one without `"type": "module"`, it is a
+    CommonJS `index.js`, which matches the project's other code.
     """
     for folder in (directory, *directory.parents):
         package = folder / "package.json"

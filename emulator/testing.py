@@ -20,7 +20,7 @@ import aiohttp
 
 from emulator.background import LoopThread
 
-# Seconds a client waits to connect, and for a message, unless told otherwise.
+# Seconds a client waits to connect, and for a message, unless a call gives another value.
 DEFAULT_TIMEOUT = 10.0
 
 
