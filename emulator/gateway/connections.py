@@ -53,6 +53,8 @@ class Connection:
     opened_at: float = field(default_factory=time.monotonic)
     close_code: int | None = None
     close_reason: str = ""
+    # Management API posts rejected with 429 since the last one that was sent.
+    rejected_posts: int = 0
     _handshake_timeout: float = CLOSE_HANDSHAKE_TIMEOUT
     _close_deadline: asyncio.TimerHandle | None = None
 

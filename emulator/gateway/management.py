@@ -167,17 +167,29 @@ class ManagementApi:
         if status is SendStatus.GONE:
             return error_response(410, "GoneException", f"Connection {connection_id} is closing.")
         if status is SendStatus.BUFFER_FULL:
-            logger.warning(
-                "connection %s is not reading: %d bytes wait to be sent; answered 429",
-                connection_id,
-                found.transport.get_write_buffer_size(),
-            )
+            # A handler that posts in a loop gets many 429s in a row: warn on
+            # the first, and count the rest until a post goes through.
+            found.rejected_posts += 1
+            if found.rejected_posts == 1:
+                logger.warning(
+                    "connection %s is not reading: %d bytes wait to be sent; answering 429 "
+                    "to posts until it reads",
+                    connection_id,
+                    found.transport.get_write_buffer_size(),
+                )
             return error_response(
                 429,
                 "LimitExceededException",
                 f"Connection {connection_id} is not reading its messages and its send "
                 "buffer is full.",
             )
+        if found.rejected_posts:
+            logger.info(
+                "connection %s is reading again; %d posts were answered 429",
+                connection_id,
+                found.rejected_posts,
+            )
+            found.rejected_posts = 0
         return _with_request_id(web.Response(status=200))
 
     def _get(self, connection_id: str) -> web.Response:
