@@ -225,8 +225,8 @@ class RuntimeResolver:
             # A permission the flags do not grant fails the call instead of
             # asking on a terminal the function does not have.
             "--no-prompt",
-            # Lambda never writes into the function's code, and a lock file
-            # written into the project would make the reloader restart it.
+            # Lambda never writes into the function's code, so Deno writes
+            # no deno.lock into the user's project either.
             "--no-lock",
             # Network: the shim reaches the Runtime API, handlers reach the
             # management API and AWS services, as on Lambda.
