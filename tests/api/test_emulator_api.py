@@ -5,6 +5,7 @@ from __future__ import annotations
 import asyncio
 import json
 import re
+import threading
 import time
 from pathlib import Path
 from typing import Any
@@ -120,7 +121,7 @@ async def test_next_record_waits_then_returns_each_once(make_project: ProjectFac
 
     async with start(root) as emulator:
         event = json.dumps({"requestContext": {"routeKey": "send"}}).encode()
-        waiting = asyncio.ensure_future(emulator.next_record("$send", timeout=WAIT_TIMEOUT))
+        waiting = asyncio.ensure_future(emulator.next_record("send", timeout=WAIT_TIMEOUT))
         await asyncio.sleep(0)
         assert not waiting.done()
         first = await emulator.invoke("send", event)
@@ -245,7 +246,9 @@ def test_background_start_error_ends_thread(make_project: ProjectFactory) -> Non
     root = make_project({})
     with start(root).run_in_background() as first:
         busy = Emulator(root, port=first.port, internal_port=0, watch=False, ipv6_loopback=False)
+        threads = set(threading.enumerate())
         started = time.monotonic()
         with pytest.raises(EmulatorError, match=str(first.port)):
             busy.run_in_background()
         assert time.monotonic() - started < WAIT_TIMEOUT
+        assert set(threading.enumerate()) <= threads
