@@ -346,6 +346,7 @@ export async function handler(event: { outside: string }) {
   return {
     writeTmp: await attempt(() => Deno.writeTextFile(`/tmp/deno-probe-${Deno.pid}`, 'x')),
     readTmp: await attempt(() => Deno.readTextFile(`/tmp/deno-probe-${Deno.pid}`)),
+    removeTmp: await attempt(() => Deno.remove(`/tmp/deno-probe-${Deno.pid}`)),
     readOwnCode: await attempt(() => Deno.readTextFile(`${root}/mod.ts`)),
     writeOwnCode: await attempt(() => Deno.writeTextFile(`${root}/written.txt`, 'x')),
     readOutside: await attempt(() => Deno.readTextFile(event.outside)),
@@ -381,6 +382,7 @@ async def test_permissions(
     result = json.loads(outcome.response)
     assert result["writeTmp"] == "allowed"
     assert result["readTmp"] == "allowed"
+    assert result["removeTmp"] == "allowed"
     assert result["readOwnCode"] == "allowed"
     assert result["env"] == "allowed"
     # Deno 2 names a denied permission NotCapable; Deno 1 named it PermissionDenied.
