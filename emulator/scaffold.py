@@ -15,6 +15,7 @@ route has a route response (`--route-responses` here).
 from __future__ import annotations
 
 import json
+import logging
 import re
 from dataclasses import dataclass
 from pathlib import Path
@@ -27,6 +28,8 @@ from emulator.manifest.handlers import DEFAULT_HANDLER_FILES, DEFAULT_METHOD
 from emulator.manifest.routes import HANDLERS_DIR, RouteDeclaration, read_routes
 from emulator.manifest.runtimes import DEFAULT_RUNTIME, VALID_RUNTIMES_TEXT, RuntimeFamily
 from emulator.manifest.settings import read_aws_settings
+
+logger = logging.getLogger(__name__)
 
 MANIFEST_NAME = "app.arc"
 CONFIG_NAME = "config.arc"
@@ -254,12 +257,22 @@ def plan_handler(
         return None
 
     write_config = False
-    if runtime is not None and "runtime" not in own_settings:
-        route_runtime = runtime
-        # A config file without a runtime is the user's, so it stays as it is.
-        write_config = config is None and (
-            canonical_runtime(runtime) != canonical_runtime(project_runtime)
+    differs = runtime is not None and canonical_runtime(runtime) != project_runtime
+    if runtime is not None and "runtime" not in own_settings and differs and config is not None:
+        # The config file is the user's and stays as it is, so the route
+        # keeps the project's runtime and gets a handler for that.
+        logger.warning(
+            "route %s: %s sets no runtime, so its handler is for the project's %s, not %s; "
+            "add `runtime %s` to its @aws to change that",
+            route.route_key,
+            config.path,
+            project_runtime,
+            runtime,
+            runtime,
         )
+    elif runtime is not None and "runtime" not in own_settings:
+        route_runtime = runtime
+        write_config = differs
         if _find_handler(directory, route_runtime, handler_setting) is not None:
             # The handler exists for the new runtime, so only the config is missing.
             if not write_config:

@@ -248,11 +248,19 @@ def test_config_without_runtime_is_kept(tmp_path: Path) -> None:
     connect.mkdir(parents=True)
     (connect / "config.arc").write_text("@aws\ntimeout 9\n")
 
-    written = init_project(tmp_path, "python3.11")
+    completed = run_init(tmp_path, "--runtime", "python3.11")
 
-    assert connect / "config.arc" not in written
+    assert completed.returncode == 0, completed.stderr
+    assert "created src/ws/connect/config.arc" not in completed.stdout
     assert (connect / "config.arc").read_text() == "@aws\ntimeout 9\n"
-    assert (connect / "lambda.py").is_file()
+    # The route keeps the project's runtime, so its handler is for that runtime.
+    assert (connect / "index.mjs").is_file()
+    assert not (connect / "lambda.py").exists()
+    assert (tmp_path / "src" / "ws" / "default" / "lambda.py").is_file()
+    function = load_project(tmp_path).function("connect")
+    assert function.runtime == "nodejs22.x"
+    assert function.handler_file == "index.mjs"
+    assert "add `runtime python3.11` to its @aws" in completed.stderr
 
 
 def test_handler_setting_names_file_and_method(tmp_path: Path) -> None:
