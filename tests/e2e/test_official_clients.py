@@ -55,8 +55,9 @@ CACHE_DIR = Path(os.environ.get("XDG_CACHE_HOME") or Path.home() / ".cache") / "
 RUNTIME = "provided.al2023"
 ERROR_MESSAGE = "handler failed on purpose"
 
-# Seconds one build step may take. A cold Rust build of tests/clients/rust
-# took about 2 minutes on 2 cores with another build running beside it.
+# Seconds one build step may take. The slowest is a cold build of
+# tests/clients/rust: about 75 s of CPU time, which took 100 to 190 s on a
+# 2-core machine while other test suites ran on it.
 BUILD_TIMEOUT = 900
 # The per-test limit for clients that a test may have to build first: the
 # first test to use one waits for its build.
