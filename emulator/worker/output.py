@@ -65,7 +65,14 @@ class OutputReader:
             self._emit(complete)
 
     def _emit(self, raw_lines: list[bytes]) -> None:
-        lines = [line.rstrip(b"\r").decode("utf-8", "replace") for line in raw_lines]
+        # Lambda's runtime clients join a multi-line record (a traceback)
+        # with "\r" to keep it one CloudWatch event; a terminal would print
+        # its lines over each other, so each becomes a line of its own.
+        lines = [
+            part.decode("utf-8", "replace")
+            for line in raw_lines
+            for part in line.rstrip(b"\r").split(b"\r")
+        ]
         self._on_lines(lines)
 
     def drain(self) -> None:
