@@ -86,7 +86,7 @@ async def connect_rate(url: str, count: int, concurrency: int) -> float:
         return count / (time.perf_counter() - started)
 
 
-async def idle_memory(server: Server, count: int, batch: int = 200) -> float:
+async def idle_memory(server: Server, count: int, batch: int = 100) -> float:
     """Return the server's resident memory per idle connection, in KiB, for `count` connections."""
     async with aiohttp.ClientSession(connector=_connector()) as session:
         # Warm the server's code paths before the first reading.

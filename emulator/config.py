@@ -94,7 +94,9 @@ class Options:
     # Execution environments.
     prewarm: bool = True
     default_concurrency: int = 10
-    queue_size: int = 100
+    # Lambda has no queue for synchronous invocations; a laptop cannot run
+    # a thousand environments, so bursts wait here instead of failing.
+    queue_size: int = 1000
     idle_environment_timeout: float = 5 * 60
     pass_env: tuple[str, ...] = ()
     watch: bool = True
