@@ -363,6 +363,9 @@ class RuntimeApi:
         if invocation is None or invocation.request_id != request_id:
             return _invalid_request_id(request_id)
         if body is None:
+            # NOTE: the invocation ends before the runtime reads this 413, so
+            # what the runtime prints about it lands after the END line, often
+            # among the next invocation's lines.
             self._complete(invocation, self._too_large_outcome())
             return self._too_large_response()
 
