@@ -6,7 +6,7 @@ Worker to gateway: HELLO, RESULT, LOG, STATUS.
 
 from __future__ import annotations
 
-from dataclasses import asdict, dataclass, field, fields
+from dataclasses import dataclass, field, fields
 from typing import Any, ClassVar, TypeVar
 
 from emulator.ipc.framing import FrameKind
@@ -19,12 +19,24 @@ class Message:
     kind: ClassVar[FrameKind]
 
     def to_body(self) -> dict[str, Any]:
-        return asdict(self)
+        # A shallow copy: every field is a msgpack-ready value, and
+        # dataclasses.asdict() would deep-copy them on the hot path.
+        return {name: getattr(self, name) for name in _field_names(type(self))}
 
     @classmethod
     def from_body(cls: type[_MessageT], body: dict[str, Any]) -> _MessageT:
-        names = {f.name for f in fields(cls)}
+        names = _field_names(cls)
         return cls(**{key: value for key, value in body.items() if key in names})
+
+
+_FIELD_NAMES: dict[type[Message], frozenset[str]] = {}
+
+
+def _field_names(cls: type[Message]) -> frozenset[str]:
+    names = _FIELD_NAMES.get(cls)
+    if names is None:
+        names = _FIELD_NAMES[cls] = frozenset(item.name for item in fields(cls))
+    return names
 
 
 @dataclass(frozen=True, slots=True)
@@ -80,6 +92,9 @@ class Result(Message):
     duration_ms: float = 0.0
     max_memory_mb: int = 0
     init_duration_ms: float | None = None
+    # The invocation's last log lines (END and REPORT, and START when the
+    # function printed nothing), carried here to save a LOG frame.
+    lines: list[str] = field(default_factory=list)
 
 
 @dataclass(frozen=True, slots=True)

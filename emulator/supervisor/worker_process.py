@@ -121,6 +121,10 @@ class WorkerProcess:
                 if message is None:
                     break
                 if isinstance(message, Result):
+                    if message.lines:
+                        self._on_log(
+                            self.route, Log(lines=message.lines, request_id=message.request_id)
+                        )
                     if self._on_result is not None:
                         self._on_result(self.route, message)
                     future = self._pending.get(message.id)

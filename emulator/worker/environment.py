@@ -135,6 +135,7 @@ class Environment:
         self._process: subprocess.Popen[bytes] | None = None
         self._output: OutputReader | None = None
         self._exit_watch: int = -1
+        self._status_fd = -1
         self._known_pids: set[int] = set()
         self._loop = asyncio.get_running_loop()
         self.exited: asyncio.Future[object] = self._loop.create_future()
@@ -246,6 +247,7 @@ class Environment:
         self._known_pids.add(self._process.pid)
         self._output = OutputReader(read_fd, self._on_output, self._loop)
         self._exit_watch = os.pidfd_open(self._process.pid)
+        self._status_fd = proctree.open_status(self._process.pid)
         self._loop.add_reader(self._exit_watch, self._on_process_exit)
         return None
 
@@ -334,9 +336,7 @@ class Environment:
         The sampler can miss a short spike, so the root process's own
         kernel-kept peak (VmHWM) is taken into account too.
         """
-        peak = self.peak_rss
-        if self._process is not None:
-            peak = max(peak, proctree.peak_rss_bytes(self._process.pid))
+        peak = max(self.peak_rss, proctree.peak_rss_bytes(self._status_fd))
         return max(1, -(-peak // (1024 * 1024)))
 
     def kill_for_memory(self) -> None:
@@ -377,6 +377,9 @@ class Environment:
                 await asyncio.wait({self.exited}, timeout=STOP_KILL_TIMEOUT)
         if self._output is not None:
             self._output.close()
+        if self._status_fd >= 0:
+            os.close(self._status_fd)
+            self._status_fd = -1
         if self._exit_watch >= 0:
             self._loop.remove_reader(self._exit_watch)
             os.close(self._exit_watch)

@@ -189,7 +189,6 @@ class FunctionPool(OutputSink):
                 timed_out=outcome.timed_out,
             )
         )
-        self._send_log(Log(lines=lines, request_id=invocation.request_id))
         return Result(
             id=invocation_id,
             request_id=invocation.request_id,
@@ -199,6 +198,7 @@ class FunctionPool(OutputSink):
             duration_ms=outcome.duration_ms,
             max_memory_mb=max_memory,
             init_duration_ms=init_duration,
+            lines=lines,
         )
 
     def _fail_init(
