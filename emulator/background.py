@@ -56,6 +56,14 @@ class LoopThread:
         future = asyncio.run_coroutine_threadsafe(coroutine, self.loop)
         try:
             return future.result(timeout)
+        except TimeoutError:
+            # The coroutine's own TimeoutError carries its message; only a
+            # wait that ran out here gets this one. (concurrent.futures'
+            # TimeoutError is the built-in one from Python 3.11 on.)
+            if future.done():
+                raise
+            future.cancel()
+            raise TimeoutError(f"no result within {timeout} s") from None
         except concurrent.futures.TimeoutError:
             future.cancel()
             raise TimeoutError(f"no result within {timeout} s") from None

@@ -28,7 +28,7 @@ from emulator.manifest.runtimes import VALID_RUNTIMES_TEXT
 
 logger = logging.getLogger(__name__)
 
-PROG = "python -m emulator"
+PROG = "python3 -m emulator"
 COMMANDS = ("start", "routes", "init", "invoke")
 DEFAULT_COMMAND = "start"
 
@@ -190,7 +190,8 @@ def _run_init(args: argparse.Namespace) -> int:
     if not written:
         print("nothing to create: the manifest and every route's handler exist")
     where = "" if args.project_dir == "." else f" {args.project_dir}"
-    print(f"start the emulator with: {PROG}{where}")
+    # The starter handlers return a body, which clients see only as route responses.
+    print(f"start the emulator with: {PROG}{where} --route-responses")
     return 0
 
 
@@ -245,7 +246,7 @@ def _warn_missing_handler_files(app: AppConfig) -> None:
         if function.handler_file is None:
             logger.warning(
                 "route %s: no handler file for %s (%s) in %s, so invocations fail until one "
-                "exists; `python -m emulator init` writes a starter handler",
+                "exists; `python3 -m emulator init` writes a starter handler",
                 function.route_key,
                 function.handler,
                 function.runtime,

@@ -43,7 +43,7 @@ _IDENTIFIER = re.compile(r"[A-Za-z_][A-Za-z0-9_]*")
 _ROUTE = "__ROUTE_KEY__"
 _METHOD = "__METHOD__"
 
-_WRITTEN_BY = "written by `python -m emulator init`"
+_WRITTEN_BY = "written by `python3 -m emulator init`"
 
 _PYTHON = f'''"""Handler of the WebSocket route {_ROUTE}, {_WRITTEN_BY}."""
 

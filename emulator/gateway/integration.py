@@ -79,13 +79,13 @@ def describe_failure(result: InvocationResult) -> str:
 
 
 def lambda_request(result: InvocationResult) -> str:
-    """Return ` (Lambda request <id>)` for a log line, or "" when the result has no id.
+    """Return `, Lambda request <id>` for a log line, or "" when the result has no id.
 
     The function's START, END and REPORT lines carry this id, not the API
     Gateway request id that the client receives, so a gateway line that names
     both lets a reader find the function's log of a failure.
     """
-    return f" (Lambda request {result.request_id})" if result.request_id else ""
+    return f", Lambda request {result.request_id}" if result.request_id else ""
 
 
 def decide_connect(result: InvocationResult | None, integration_timeout: float) -> Accept | Reject:

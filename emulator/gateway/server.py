@@ -183,7 +183,7 @@ class Gateway:
             self._internal_port = await self._listen(
                 self._internal_application(),
                 self._options.internal_port,
-                "the ARC_INTERNAL_PORT environment variable",
+                "--internal-port (or ARC_INTERNAL_PORT)",
             )
         except BaseException:
             await self._cleanup_runners()
@@ -404,7 +404,7 @@ class Gateway:
         finally:
             self._registry.remove(connection)
             connection.release()
-        logger.info("connection %s closed: %d %s", connection_id, code, reason)
+        logger.info("connection %s closed: %d %s", connection_id, code, reason or "(no reason)")
 
         await self._run_disconnect(info, code, reason)
         return websocket
@@ -522,7 +522,7 @@ class Gateway:
             else:
                 failure = describe_failure(result)
             logger.error(
-                "route %s of connection %s (request %s)%s %s",
+                "route %s of connection %s (request %s%s) %s",
                 _route_key(route),
                 connection.id,
                 request_id,
@@ -568,7 +568,7 @@ class Gateway:
             )
         elif not result.ok:
             logger.error(
-                "$disconnect of connection %s%s %s",
+                "$disconnect of connection %s (after close%s) %s",
                 info.connection_id,
                 lambda_request(result),
                 describe_failure(result),

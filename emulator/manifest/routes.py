@@ -133,7 +133,7 @@ def resolve_handler_directory(
         raise document.error(
             f"the handler directory {relative} of route {route.route_key} does not exist",
             route.position,
-            hint="Run `python -m emulator init` in the project directory to create it "
+            hint="Run `python3 -m emulator init` in the project directory to create it "
             f"with a starter handler, or create it yourself with `mkdir -p {relative}` "
             f"and a handler file such as {relative}/{handler_file}.",
         )

@@ -55,6 +55,8 @@ class ProjectFilter(watchfiles.DefaultFilter):
         *watchfiles.DefaultFilter.ignore_entity_patterns,
         r"^#.*#$",
         r"^4913$",
+        # `sed -i` writes its result to a temporary `sedXXXXXX` file first.
+        r"^sed[A-Za-z0-9]{6}$",
     )
 
     def __init__(self, root: Path) -> None:

@@ -110,9 +110,7 @@ async def start_emulator(project: Project) -> AsyncIterator[EmulatorFactory]:
         settings: dict[str, Any] = {"port": 0, "internal_port": 0, "watch": False}
         settings.update(overrides)
         environ = dict(os.environ)
-        emulator = Emulator(
-            project.root, Options(**settings), environ=environ, ipv6_loopback=False
-        )
+        emulator = Emulator(project.root, Options(**settings), environ=environ, ipv6_loopback=False)
         await emulator.start()
         started.append(emulator)
         return emulator

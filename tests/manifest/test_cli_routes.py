@@ -172,7 +172,7 @@ def test_help_documents_options() -> None:
         "--concurrency",
         "(default: 10)",
         "--queue-size",
-        "(default: 100)",
+        "(default: 1000)",
         "--idle-environment-timeout",
         "(default: 300)",
         "--pass-env",
@@ -236,7 +236,7 @@ def test_default_command_is_start(capsys: pytest.CaptureFixture[str]) -> None:
     with pytest.raises(SystemExit):
         main(["some-dir", "--port", "-1"])
 
-    assert capsys.readouterr().err.startswith("usage: python -m emulator start ")
+    assert capsys.readouterr().err.startswith("usage: python3 -m emulator start ")
 
 
 def test_build_options_defaults() -> None:

@@ -339,7 +339,7 @@ def test_missing_directory_error_suggests_init(tmp_path: Path) -> None:
         load_project(tmp_path)
 
     assert raised.value.hint is not None
-    assert "python -m emulator init" in raised.value.hint
+    assert "python3 -m emulator init" in raised.value.hint
 
 
 @pytest.mark.parametrize(
