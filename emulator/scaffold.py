@@ -25,7 +25,11 @@ from emulator.errors import ConfigError
 from emulator.manifest import canonical_runtime, resolve_handler, runtime_family
 from emulator.manifest.documents import Document, find_function_config, find_manifest
 from emulator.manifest.handlers import DEFAULT_HANDLER_FILES, DEFAULT_METHOD
-from emulator.manifest.routes import HANDLERS_DIR, RouteDeclaration, read_routes
+from emulator.manifest.routes import (
+    RouteDeclaration,
+    locate_handler_directory,
+    read_routes,
+)
 from emulator.manifest.runtimes import DEFAULT_RUNTIME, VALID_RUNTIMES_TEXT, RuntimeFamily
 from emulator.manifest.settings import read_aws_settings
 
@@ -245,7 +249,7 @@ def plan_handler(
     `@aws` settings. A runtime set by the route's own config file wins
     over `runtime`.
     """
-    directory = _handler_directory(root, manifest, route)
+    directory = locate_handler_directory(root, manifest, route)
     config = find_function_config(directory) if directory.is_dir() else None
     own_settings = read_aws_settings(config) if config is not None else {}
     settings = {**project_settings, **own_settings}
@@ -316,31 +320,6 @@ def app_name_for(root: Path) -> str:
     """Return an app name made from a directory name: letters, digits, `.`, `_` and `-`."""
     name = _APP_NAME_INVALID.sub("-", root.name).strip("-.")
     return name or "app"
-
-
-def _handler_directory(root: Path, manifest: Document, route: RouteDeclaration) -> Path:
-    relative = route.src if route.src is not None else (HANDLERS_DIR / route.name).as_posix()
-    try:
-        directory = (root / relative).resolve()
-    except (OSError, RuntimeError) as error:
-        raise manifest.error(
-            f"failed to resolve the handler directory {relative} of route {route.route_key}: "
-            f"{error}",
-            route.position,
-        ) from error
-    if not directory.is_relative_to(root):
-        raise manifest.error(
-            f"the handler directory {relative} of route {route.route_key} resolves to "
-            f"{directory}, outside the project root {root}",
-            route.position,
-            hint="Handler directories must be inside the project.",
-        )
-    if directory.exists() and not directory.is_dir():
-        raise manifest.error(
-            f"the handler directory {relative} of route {route.route_key} is not a directory",
-            route.position,
-        )
-    return directory
 
 
 def _handler_file_name(

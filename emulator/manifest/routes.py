@@ -94,17 +94,13 @@ def read_routes(document: Document) -> list[RouteDeclaration]:
     return routes
 
 
-def resolve_handler_directory(
-    root: Path, document: Document, route: RouteDeclaration, runtime: str
-) -> Path:
-    """Return the resolved handler directory of a route.
+def locate_handler_directory(root: Path, document: Document, route: RouteDeclaration) -> Path:
+    """Return the resolved handler directory of a route, which may not exist yet.
 
     `root` must already be resolved. Raises ConfigError when the directory
-    resolves outside the root (through `..` or a symbolic link), is missing,
-    or is not a directory. `runtime` only chooses the file that the hint
-    for a missing directory suggests.
+    resolves outside the root (through `..` or a symbolic link).
     """
-    relative = route.src if route.src is not None else (HANDLERS_DIR / route.name).as_posix()
+    relative = _relative_directory(route)
     try:
         resolved = (root / relative).resolve()
     except (OSError, RuntimeError) as error:
@@ -123,6 +119,20 @@ def resolve_handler_directory(
             hint="Handler directories must be inside the project; "
             "remove `..` or the symbolic link that leads out of it.",
         )
+    return resolved
+
+
+def resolve_handler_directory(
+    root: Path, document: Document, route: RouteDeclaration, runtime: str
+) -> Path:
+    """Return the resolved handler directory of a route.
+
+    Raises ConfigError as `locate_handler_directory` does, and when the
+    directory is missing or is not a directory. `runtime` only chooses the
+    file that the hint for a missing directory suggests.
+    """
+    resolved = locate_handler_directory(root, document, route)
+    relative = _relative_directory(route)
     if not resolved.is_dir():
         if resolved.exists():
             raise document.error(
@@ -138,6 +148,10 @@ def resolve_handler_directory(
             f"and a handler file such as {relative}/{handler_file}.",
         )
     return resolved
+
+
+def _relative_directory(route: RouteDeclaration) -> str:
+    return route.src if route.src is not None else (HANDLERS_DIR / route.name).as_posix()
 
 
 def _read_route(document: Document, index: int, entry: Any) -> RouteDeclaration:
