@@ -14,9 +14,12 @@ client):
     POST /runtime/invocation/{id}/error       202; 400 InvalidRequestID; 413
     POST /runtime/init/error                  202; 403 once init has finished
 
-The server is on the path of every warm invocation, so it uses aiohttp's
-low-level `web.Server` with one handler that dispatches on the path, without
-a router or middlewares.
+The server is on the path of every warm invocation, and every worker
+process starts one per environment. So it runs on the small HTTP/1.1 server
+in `emulator.worker.http`, not on aiohttp, whose import alone cost each
+worker about 0.2 s of CPU. The handler answers each request synchronously, except a
+GET /next that finds no event: its connection waits in `_next_waiters`
+until `invoke()` hands that connection the event directly.
 """
 
 from __future__ import annotations
@@ -29,9 +32,8 @@ from collections import deque
 from dataclasses import dataclass
 from urllib.parse import unquote
 
-from aiohttp import web
-
 from emulator.invocation import ERROR_RESPONSE_TOO_LARGE, MAX_PAYLOAD_BYTES
+from emulator.worker.http import HttpConnection, HttpServer, Request, Response, json_error
 
 logger = logging.getLogger(__name__)
 
@@ -41,22 +43,15 @@ NEXT_PATH = INVOCATION_PREFIX + "next"
 INIT_ERROR_PATH = API_PREFIX + "init/error"
 
 ERROR_TYPE_HEADER = "Lambda-Runtime-Function-Error-Type"
+# The same name as `Request.headers` stores it.
+ERROR_TYPE_FIELD = ERROR_TYPE_HEADER.lower()
 
 # Lambda keeps a runtime's error type only when it has this form; anything
 # else is reported from the body, or as Runtime.Unknown.
 VALID_ERROR_TYPE = re.compile(r"(Runtime|Function)\.[A-Z][a-zA-Z]+")
 UNKNOWN_ERROR_TYPE = "Runtime.Unknown"
 
-# awslambdaric and aws-lambda-cpp send the X-Ray error cause as a header of
-# up to 1 MiB with every /error post, and aiohttp's default field limit is
-# 8 KiB, so the parser must accept larger header values.
-MAX_HEADER_FIELD_BYTES = 1024 * 1024 + 8192
-
-# Keep this short: close() has already woken every blocked handler, so
-# only a runtime still sending a body can hold the shutdown up.
-SHUTDOWN_TIMEOUT_SECONDS = 1.0
-
-_ACCEPTED_BODY = b'{"status":"OK"}'
+_ACCEPTED = Response(status=202, body=b'{"status":"OK"}')
 
 
 @dataclass(frozen=True, slots=True)
@@ -120,19 +115,19 @@ class RuntimeApi:
 
     _function_arn: str
     _max_payload_bytes: int
-    _runner: web.ServerRunner | None
+    _server: HttpServer | None
     _port: int
     _closed: bool
     _init_done: bool
     _init_future: asyncio.Future[InitFailure | None] | None
     _pending: _Invocation | None
     _current: _Invocation | None
-    _next_waiters: deque[asyncio.Future[None]]
+    _next_waiters: deque[HttpConnection]
 
     def __init__(self, *, function_arn: str, max_payload_bytes: int = MAX_PAYLOAD_BYTES) -> None:
         self._function_arn = function_arn
         self._max_payload_bytes = max_payload_bytes
-        self._runner = None
+        self._server = None
         self._port = 0
         self._closed = False
         self._init_done = False
@@ -141,7 +136,7 @@ class RuntimeApi:
         # `_current` was fetched and waits for its /response or /error.
         self._pending = None
         self._current = None
-        # Futures of GET /next requests blocked until an event arrives.
+        # Connections whose GET /next waits for an event, oldest first.
         self._next_waiters = deque()
 
     @property
@@ -158,28 +153,13 @@ class RuntimeApi:
 
     async def start(self) -> int:
         """Listen on 127.0.0.1 on a free port and return the port."""
-        if self._runner is not None:
+        if self._server is not None:
             raise RuntimeError("the Runtime API server is already started")
 
         self._init_future = asyncio.get_running_loop().create_future()
-        server = web.Server(
-            self._handle,
-            # A runtime that disconnects while blocked on GET /next must not
-            # leave a handler behind that would take the next event.
-            handler_cancellation=True,
-            access_log=None,
-            max_field_size=MAX_HEADER_FIELD_BYTES,
-        )
-        runner = web.ServerRunner(server, shutdown_timeout=SHUTDOWN_TIMEOUT_SECONDS)
-        await runner.setup()
-        site = web.TCPSite(runner, "127.0.0.1", 0)
-        try:
-            await site.start()
-        except BaseException:
-            await runner.cleanup()
-            raise
-        self._runner = runner
-        self._port = _bound_port(runner)
+        server = HttpServer(self, max_body_bytes=self._max_payload_bytes)
+        self._port = await server.start("127.0.0.1", 0)
+        self._server = server
         logger.debug("Runtime API for %s listening on 127.0.0.1:%d", self._function_arn, self._port)
         return self._port
 
@@ -189,19 +169,17 @@ class RuntimeApi:
             return
         self._closed = True
 
-        # Wake blocked GET /next handlers so that the shutdown need not wait.
+        # Send 503 to blocked GET /next requests before their connections close.
         while self._next_waiters:
-            waiter = self._next_waiters.pop()
-            if not waiter.done():
-                waiter.set_result(None)
+            self._next_waiters.pop().respond(_shutting_down())
 
         self._end_invocations("the Runtime API server was closed")
         if self._init_future is not None and not self._init_future.done():
             self._init_future.set_result(None)
 
-        if self._runner is not None:
-            await self._runner.cleanup()
-            self._runner = None
+        if self._server is not None:
+            await self._server.close()
+            self._server = None
 
     # -- the worker's side -------------------------------------------------
 
@@ -275,11 +253,12 @@ class RuntimeApi:
     def _wake_next_waiter(self) -> None:
         # The newest waiter goes first: if a runtime has two GET /next
         # requests open, the older one is the more likely to be dead.
-        while self._next_waiters:
-            waiter = self._next_waiters.pop()
-            if not waiter.done():
-                waiter.set_result(None)
-                return
+        # A closing connection has not been reported lost yet, and an event
+        # sent to it would be lost.
+        while self._next_waiters and self._pending is not None:
+            connection = self._next_waiters.pop()
+            if not connection.closed:
+                connection.respond(self._deliver())
 
     def _finish_init(self, failure: InitFailure | None) -> None:
         if self._init_future is None or self._init_future.done():
@@ -289,22 +268,20 @@ class RuntimeApi:
 
     # -- HTTP ------------------------------------------------------------
 
-    async def _handle(self, request: web.BaseRequest) -> web.StreamResponse:
-        path = request.raw_path
-        query_start = path.find("?")
-        if query_start >= 0:
-            path = path[:query_start]
+    def handle_request(self, request: Request, connection: HttpConnection) -> Response | None:
+        """Return the response to one request, or None while GET /next waits for an event."""
+        path = request.path
         method = request.method
 
         if path == NEXT_PATH:
             if method != "GET":
                 return _method_not_allowed("GET")
-            return await self._handle_next(request)
+            return self._handle_next(connection)
 
         if path == INIT_ERROR_PATH:
             if method != "POST":
                 return _method_not_allowed("POST")
-            return await self._handle_init_error(request)
+            return self._handle_init_error(request)
 
         if path.startswith(INVOCATION_PREFIX):
             request_id, _, action = path[len(INVOCATION_PREFIX) :].partition("/")
@@ -314,124 +291,91 @@ class RuntimeApi:
                 if "%" in request_id:
                     request_id = unquote(request_id)
                 if action == "response":
-                    return await self._handle_response(request, request_id)
-                return await self._handle_error(request, request_id)
+                    return self._handle_response(request, request_id)
+                return self._handle_error(request, request_id)
 
-        return _error_response(404, "NotFound", f"Unknown Runtime API path: {path}")
+        return json_error(404, "NotFound", f"Unknown Runtime API path: {path}")
 
-    async def _handle_next(self, request: web.BaseRequest) -> web.StreamResponse:
+    def request_abandoned(self, connection: HttpConnection) -> None:
+        """Forget a GET /next whose runtime disconnected, so that it takes no event."""
+        if connection in self._next_waiters:
+            self._next_waiters.remove(connection)
+
+    def _handle_next(self, connection: HttpConnection) -> Response | None:
         if not self._init_done:
             self._finish_init(None)
+        if self._pending is not None:
+            return self._deliver()
+        if self._closed:
+            return _shutting_down()
+        self._next_waiters.append(connection)
+        return None
 
-        while self._pending is None:
-            if self._closed:
-                return _error_response(
-                    503, "ServiceUnavailable", "The Runtime API server is shutting down"
-                )
-            waiter: asyncio.Future[None] = asyncio.get_running_loop().create_future()
-            self._next_waiters.append(waiter)
-            try:
-                await waiter
-            except asyncio.CancelledError:
-                # aiohttp cancels the handler when the runtime disconnects.
-                # A wake-up this handler can no longer use goes to another.
-                if waiter.done():
-                    self._wake_next_waiter()
-                else:
-                    self._next_waiters.remove(waiter)
-                raise
-
+    def _deliver(self) -> Response:
+        """Make the pending invocation the current one and return its GET /next response."""
         invocation = self._pending
+        assert invocation is not None
         self._pending = None
         self._current = invocation
-        return web.Response(
+        return Response(
+            status=200,
             body=invocation.event,
-            headers={
-                "Lambda-Runtime-Aws-Request-Id": invocation.request_id,
-                "Lambda-Runtime-Deadline-Ms": str(invocation.deadline_ms),
-                "Lambda-Runtime-Invoked-Function-Arn": self._function_arn,
-                "Lambda-Runtime-Trace-Id": invocation.trace_id,
-                "Content-Type": "application/json",
-            },
+            headers=(
+                ("Lambda-Runtime-Aws-Request-Id", invocation.request_id),
+                ("Lambda-Runtime-Deadline-Ms", str(invocation.deadline_ms)),
+                ("Lambda-Runtime-Invoked-Function-Arn", self._function_arn),
+                ("Lambda-Runtime-Trace-Id", invocation.trace_id),
+            ),
         )
 
-    async def _handle_response(
-        self, request: web.BaseRequest, request_id: str
-    ) -> web.StreamResponse:
-        body = await self._read_body(request)
+    def _handle_response(self, request: Request, request_id: str) -> Response:
         invocation = self._current
         if invocation is None or invocation.request_id != request_id:
             return _invalid_request_id(request_id)
-        if body is None:
+        if request.body is None:
             # NOTE: the invocation ends before the runtime reads this 413, so
             # what the runtime prints about it lands after the END line, often
             # among the next invocation's lines.
             self._complete(invocation, self._too_large_outcome())
             return self._too_large_response()
 
-        self._complete(invocation, RuntimeOutcome(response=body))
-        return web.Response(status=202, body=_ACCEPTED_BODY, content_type="application/json")
+        self._complete(invocation, RuntimeOutcome(response=request.body))
+        return _ACCEPTED
 
-    async def _handle_error(self, request: web.BaseRequest, request_id: str) -> web.StreamResponse:
-        body = await self._read_body(request)
+    def _handle_error(self, request: Request, request_id: str) -> Response:
         invocation = self._current
         if invocation is None or invocation.request_id != request_id:
             return _invalid_request_id(request_id)
+        body = request.body
         if body is None:
             self._complete(invocation, self._too_large_outcome())
             return self._too_large_response()
 
-        header_type = _valid_error_type(request.headers.get(ERROR_TYPE_HEADER))
+        header_type = _valid_error_type(request.headers.get(ERROR_TYPE_FIELD))
         body_type, message = _parse_error_body(body)
         error_type = header_type or body_type or UNKNOWN_ERROR_TYPE
         outcome = RuntimeOutcome(
             response=None, error_type=error_type, error_message=message, error_body=body
         )
         self._complete(invocation, outcome)
-        return web.Response(status=202, body=_ACCEPTED_BODY, content_type="application/json")
+        return _ACCEPTED
 
-    async def _handle_init_error(self, request: web.BaseRequest) -> web.StreamResponse:
-        body = await self._read_body(request)
+    def _handle_init_error(self, request: Request) -> Response:
         if self._init_future is None or self._init_future.done():
             # NOTE: the error type and message of this 403 are a guess.
-            return _error_response(
+            return json_error(
                 403, "InvalidStateTransition", "Init has already finished: init/error not allowed"
             )
+        body = request.body
         if body is None:
             return self._too_large_response()
 
-        error_type = _valid_error_type(request.headers.get(ERROR_TYPE_HEADER)) or UNKNOWN_ERROR_TYPE
+        error_type = _valid_error_type(request.headers.get(ERROR_TYPE_FIELD)) or UNKNOWN_ERROR_TYPE
         _, message = _parse_error_body(body)
         self._finish_init(
             InitFailure(error_type=error_type, error_message=message or "", body=body)
         )
-        return web.Response(status=202, body=_ACCEPTED_BODY, content_type="application/json")
-
-    async def _read_body(self, request: web.BaseRequest) -> bytes | None:
-        """Read the request body, or return None when it is over the size limit.
-
-        Reading stops at the first chunk past the limit. aiohttp then reads
-        and discards the rest for up to 10 seconds, or closes the connection.
-        """
-        limit = self._max_payload_bytes
-        declared = request.content_length
-        if declared is not None and declared > limit:
-            return None
-
-        content = request.content
-        chunks: list[bytes] = []
-        size = 0
-        while True:
-            chunk = await content.readany()
-            if not chunk:
-                break
-            size += len(chunk)
-            if size > limit:
-                return None
-            chunks.append(chunk)
-        if len(chunks) == 1:
-            return chunks[0]
-        return b"".join(chunks)
+        return _ACCEPTED
 
     def _too_large_outcome(self) -> RuntimeOutcome:
         # The message is Lambda's own for this error.
@@ -447,19 +391,12 @@ class RuntimeApi:
             error_body=body.encode(),
         )
 
-    def _too_large_response(self) -> web.Response:
-        return _error_response(
+    def _too_large_response(self) -> Response:
+        return json_error(
             413,
             "RequestEntityTooLarge",
             f"Exceeded maximum allowed payload size ({self._max_payload_bytes} bytes).",
         )
-
-
-def _bound_port(runner: web.ServerRunner) -> int:
-    for address in runner.addresses:
-        if isinstance(address, tuple):
-            return int(address[1])
-    raise RuntimeError("the Runtime API server has no TCP address")
 
 
 def _valid_error_type(value: str | None) -> str | None:
@@ -484,19 +421,17 @@ def _parse_error_body(body: bytes) -> tuple[str | None, str | None]:
     )
 
 
-def _error_response(status: int, error_type: str, message: str) -> web.Response:
-    body = json.dumps({"errorMessage": message, "errorType": error_type})
-    return web.Response(status=status, text=body, content_type="application/json")
-
-
-def _invalid_request_id(request_id: str) -> web.Response:
+def _invalid_request_id(request_id: str) -> Response:
     logger.debug("Runtime API: post for request id %s, which is not the current one", request_id)
-    return _error_response(
+    return json_error(
         400, "InvalidRequestID", f"Invalid request ID: {request_id} is not the current invocation"
     )
 
 
-def _method_not_allowed(allowed: str) -> web.Response:
-    response = _error_response(405, "MethodNotAllowed", f"Method not allowed; use {allowed}")
-    response.headers["Allow"] = allowed
-    return response
+def _method_not_allowed(allowed: str) -> Response:
+    response = json_error(405, "MethodNotAllowed", f"Method not allowed; use {allowed}")
+    return Response(status=405, body=response.body, headers=(("Allow", allowed),))
+
+
+def _shutting_down() -> Response:
+    return json_error(503, "ServiceUnavailable", "The Runtime API server is shutting down")
