@@ -697,6 +697,9 @@ async def test_ignored_files_change_nothing(
         # ignored files have been seen too.
         other_source.write_text(python_handler("other-v2"))
         await client.ask_until(action("other"), lambda r: r["version"] == "other-v2", "other-v2")
+        # An environment that started after the write answers with the new
+        # code before the reload is logged, so wait for the log line too.
+        await logs.wait_for(lambda: logs.changed() or None, "the reload's changed: line")
         after = await client.ask("after")
 
     assert logs.changed() == ["changed: src/ws/other/lambda.py"]
