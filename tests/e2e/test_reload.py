@@ -660,8 +660,14 @@ async def test_no_watch_ignores_edits(
 
     async with connect(watching) as watching_client, connect(unwatched) as client:
         before = await client.ask("before")
+        # Both run v1 before the edit: an environment that started after
+        # it would load v2 without any reload.
+        assert (await watching_client.ask("before"))["version"] == "v1"
         source.write_text(python_handler("v2"))
         await watching_client.ask_until("seen", lambda r: r["version"] == "v2", "version v2")
+        # An environment that started after the write answers with the new
+        # code before the reload is logged, so wait for the log line too.
+        await logs.wait_for(lambda: logs.changed() or None, "the reload's changed: line")
         after = await client.ask("after")
 
     assert before["version"] == "v1"
@@ -690,6 +696,9 @@ async def test_ignored_files_change_nothing(
 
     async with connect(emulator) as client:
         before = await client.ask("before")
+        # `other` runs other-v1 before the edit: an environment that started
+        # after it would load other-v2 without any reload.
+        assert (await client.ask(action("other")))["version"] == "other-v1"
         for path in ignored:
             path.parent.mkdir(parents=True, exist_ok=True)
             path.write_text("ignored\n")
