@@ -12,6 +12,7 @@ import json
 import os
 import tempfile
 import textwrap
+import time
 from pathlib import Path
 
 import aiohttp
@@ -231,6 +232,11 @@ async def test_reload_with_force_polling_variable(
     project = tmp_path / "project"
     _write_project(project, VERSIONED_HANDLER.replace("@VERSION@", "one"))
     handler = project / "src" / "ws" / "default" / "lambda.py"
+    # watchfiles' polling watcher compares modification times in whole
+    # seconds (watchfiles 1.3), so an edit within the same second as the
+    # file's creation would go unseen: date the first version back.
+    earlier = time.time() - 5
+    os.utime(handler, (earlier, earlier))
 
     environ = _loopback_environ(project, WATCHFILES_FORCE_POLLING=force_polling)
     async with running_entrypoint(["--internal-port", "0", "--route-responses"], environ) as server:
