@@ -158,7 +158,7 @@ class Emulator:
 
     @property
     def records(self) -> list[InvocationRecord]:
-        """A record of every finished invocation so far, oldest first."""
+        """Records of the finished invocations, oldest first (the latest 10,000)."""
         return self._recorder.records
 
     def clear_records(self) -> None:

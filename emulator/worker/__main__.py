@@ -85,17 +85,29 @@ class Worker:
 
     async def _invoke(self, message: Invoke) -> None:
         result: Result | None = None
-        while result is None:
-            if self._pool is None:
-                raise FrameError("INVOKE before CONFIGURE")
-            # None: the pool was replaced by a reload before the invocation
-            # started, so it runs on the new pool.
-            result = await self._pool.invoke(message.id, message.event)
-        self._channel.send(result)
+        try:
+            while result is None:
+                if self._pool is None:
+                    raise FrameError("INVOKE before CONFIGURE")
+                # None: the pool was replaced by a reload before the invocation
+                # started, so it runs on the new pool.
+                result = await self._pool.invoke(message.id, message.event)
+        except asyncio.CancelledError:
+            raise
+        except Exception as error:
+            # The gateway waits for a RESULT for every INVOKE, so a failure
+            # of the worker itself still answers.
+            logger.exception("invocation %d failed in the worker", message.id)
+            result = Result(message.id, "", None, "Runtime.Unknown", f"worker error: {error}")
+        self._send_log(result)
 
-    def _send_log(self, message: Log | Status) -> None:
-        if not self._channel.closing:
+    def _send_log(self, message: Log | Status | Result) -> None:
+        if self._channel.closing:
+            return
+        try:
             self._channel.send(message)
+        except FrameError as error:
+            logger.error("dropped a %s message: %s", type(message).__name__, error)
 
     def _send_status(self) -> None:
         """Tell the gateway which environments run, across the current and retiring pools."""

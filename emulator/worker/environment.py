@@ -38,6 +38,11 @@ STOP_KILL_TIMEOUT = 2.0
 
 ERROR_INVALID_ENTRYPOINT = "Runtime.InvalidEntrypoint"
 
+# Runtime processes of this worker that have not been waited for, across
+# every pool: orphan reaping must leave them to their own `Popen.wait()`,
+# which would otherwise lose their exit status.
+RUNTIME_PIDS: set[int] = set()
+
 
 class State(enum.Enum):
     STARTING = "starting"
@@ -187,11 +192,14 @@ class Environment:
         init.cancel()
         if self.exited in done:
             self._drain_output()
-            return InitFailure(
+            failure = InitFailure(
                 error_type=ERROR_EXIT,
                 error_message=describe_exit(cast(int, self.exited.result())),
                 body=b"",
             )
+            # The runtime is gone, but what it started and its server are not.
+            await self._finish(kill=True)
+            return failure
         await self.stop(graceful=False)
         raise asyncio.TimeoutError(f"init did not finish within {INIT_TIMEOUT:.0f} seconds")
 
@@ -245,6 +253,7 @@ class Environment:
         finally:
             os.close(write_fd)
         self._known_pids.add(self._process.pid)
+        RUNTIME_PIDS.add(self._process.pid)
         self._output = OutputReader(read_fd, self._on_output, self._loop)
         self._exit_watch = os.pidfd_open(self._process.pid)
         self._status_fd = proctree.open_status(self._process.pid)
@@ -260,6 +269,7 @@ class Environment:
         self._exit_watch = -1
         assert self._process is not None
         returncode = self._process.wait()
+        RUNTIME_PIDS.discard(self._process.pid)
         self._drain_output()
         if not self.exited.done():
             self.exited.set_result(returncode)
@@ -386,6 +396,7 @@ class Environment:
             self._exit_watch = -1
             if self._process is not None and not self.exited.done():
                 self.exited.set_result(self._process.wait())
+                RUNTIME_PIDS.discard(self._process.pid)
         if not self.exited.done():
             self.exited.set_result(0)
         await self._api.close()

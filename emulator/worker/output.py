@@ -15,6 +15,10 @@ from collections.abc import Callable
 # CloudWatch Logs takes events of up to 256 KB; longer lines are split.
 MAX_LINE_BYTES = 256 * 1024
 _READ_SIZE = 65536
+# The most one read pass takes from the pipe, and the most one batch of
+# lines handed on holds, so that one LOG frame stays far below the IPC
+# frame limit.
+MAX_READ_BYTES = 1024 * 1024
 
 
 class OutputReader:
@@ -37,7 +41,9 @@ class OutputReader:
     def _read_available(self) -> None:
         chunks: list[bytes] = []
         eof = False
-        while True:
+        # A runtime that writes without pause would keep the pipe readable
+        # forever: stop after MAX_READ_BYTES, and the loop calls back later.
+        for _ in range(MAX_READ_BYTES // _READ_SIZE):
             try:
                 chunk = os.read(self._fd, _READ_SIZE)
             except BlockingIOError:
@@ -65,6 +71,18 @@ class OutputReader:
             self._emit(complete)
 
     def _emit(self, raw_lines: list[bytes]) -> None:
+        batch: list[bytes] = []
+        size = 0
+        for line in raw_lines:
+            if batch and size + len(line) > MAX_READ_BYTES:
+                self._emit_batch(batch)
+                batch, size = [], 0
+            batch.append(line)
+            size += len(line)
+        if batch:
+            self._emit_batch(batch)
+
+    def _emit_batch(self, raw_lines: list[bytes]) -> None:
         # Lambda's runtime clients join a multi-line record (a traceback)
         # with "\r" to keep it one CloudWatch event; a terminal would print
         # its lines over each other, so each becomes a line of its own.

@@ -21,7 +21,14 @@ from typing import Any
 from emulator.invocation import ERROR_REQUEST_TOO_LARGE, ERROR_THROTTLED, MAX_PAYLOAD_BYTES
 from emulator.ipc.messages import Log, Result, WorkerConfig
 from emulator.worker import proctree, reports
-from emulator.worker.environment import Environment, Invocation, Outcome, OutputSink, State
+from emulator.worker.environment import (
+    RUNTIME_PIDS,
+    Environment,
+    Invocation,
+    Outcome,
+    OutputSink,
+    State,
+)
 from emulator.worker.runtime_api import InitFailure
 
 logger = logging.getLogger(__name__)
@@ -285,6 +292,8 @@ class FunctionPool(OutputSink):
         except Exception:
             self._starting -= 1
             logger.exception("%s: failed to start", environment.label)
+            # Whatever it had started (its server, perhaps its runtime) goes.
+            await environment.stop(graceful=False)
             self._hand_over_failure(
                 InitFailure("Runtime.Unknown", "environment failed to start", b"")
             )
@@ -382,7 +391,7 @@ class FunctionPool(OutputSink):
             if sample_idle:
                 last_idle_sample = now
                 self._stop_idle_environments(now)
-                proctree.reap_orphans(env.pid for env in self.environments if env.pid)
+                proctree.reap_orphans(RUNTIME_PIDS)
             await asyncio.sleep(MEMORY_SAMPLE_INTERVAL if busy else IDLE_SAMPLE_INTERVAL / 4)
 
     def _stop_idle_environments(self, now: float) -> None:

@@ -55,3 +55,39 @@ async def test_killed_worker_takes_busy_tree_down(
         assert frame["message"] == "Internal server error"
         assert not ws.closed
         await wait_gone([runtime, child], zombie_is_gone=True)
+
+
+EXIT_AT_IMPORT = """
+import json, os, subprocess
+
+child = subprocess.Popen(["sleep", "60"])
+with open(os.environ["PID_FILE"] + ".tmp", "w") as file:
+    json.dump({"child": child.pid}, file)
+os.rename(os.environ["PID_FILE"] + ".tmp", os.environ["PID_FILE"])
+os._exit(3)
+
+def handler(event, context):
+    return {"statusCode": 200}
+"""
+
+
+@pytest.mark.timeout(60)
+async def test_runtime_exiting_at_init_leaves_nothing(
+    project: Project, start_emulator: EmulatorFactory, tmp_path: Path
+) -> None:
+    pid_file = tmp_path / "init-pids.json"
+    project.handler("default", EXIT_AT_IMPORT)
+    (project.root / ".env").parent.mkdir(parents=True, exist_ok=True)
+    (project.root / ".env").write_text(f"PID_FILE={pid_file}\n")
+    emulator = await start_emulator()
+    async with aiohttp.ClientSession() as session, session.ws_connect(emulator.url) as ws:
+        await ws.send_str("hello")
+        frame = json.loads(await ws.receive_str(timeout=20))
+        assert frame["message"] == "Internal server error"
+
+    child_pid = json.loads(pid_file.read_text())["child"]
+    try:
+        child = psutil.Process(child_pid)
+    except psutil.NoSuchProcess:
+        return  # Already stopped and reaped.
+    await wait_gone([child], zombie_is_gone=True)
