@@ -203,6 +203,11 @@ class WorkerProcess:
         if self._ready is not None and not self._ready.done():
             # No replacement will start, so wake the invocations waiting for one.
             self._ready.cancel()
+        if self._restarting is not None and not self._restarting.done():
+            # A replacement may be waiting out its delay or starting: end
+            # that, and stop the new process below if it was spawned.
+            self._restarting.cancel()
+            await asyncio.wait({self._restarting}, timeout=STOP_TIMEOUT)
         process = self._process
         if process is None or process.returncode is not None:
             return
@@ -257,15 +262,8 @@ async def _stop_sessions(sessions: list[int], route: str) -> None:
     trees would run on, orphaned. Each runtime leads its own session, so
     every process still in one of those sessions belongs to them.
     """
-    wanted = set(sessions)
-    leftovers: list[psutil.Process] = []
-    for process in psutil.process_iter():
-        try:
-            if os.getsid(process.pid) in wanted:
-                process.kill()
-                leftovers.append(process)
-        except (ProcessLookupError, PermissionError, psutil.Error):
-            continue
+    # The scan reads /proc for every process on the machine: off the loop.
+    leftovers = await asyncio.to_thread(_kill_sessions, set(sessions))
     if leftovers:
         logger.warning(
             "route %s: killed %d leftover process(es) of the dead worker's environments",
@@ -273,6 +271,19 @@ async def _stop_sessions(sessions: list[int], route: str) -> None:
             len(leftovers),
         )
         await asyncio.to_thread(psutil.wait_procs, leftovers, 2.0)
+
+
+def _kill_sessions(sessions: set[int]) -> list[psutil.Process]:
+    """Send SIGKILL to every process in `sessions`; return the processes signalled."""
+    killed: list[psutil.Process] = []
+    for process in psutil.process_iter():
+        try:
+            if os.getsid(process.pid) in sessions:
+                process.kill()
+                killed.append(process)
+        except (ProcessLookupError, PermissionError, psutil.Error):
+            continue
+    return killed
 
 
 def _describe(returncode: int) -> str:
