@@ -240,6 +240,12 @@ async def run(counts: Counts, only: set[str] | None, log_path: Path | None) -> l
     return rows
 
 
+def _met_text(met: bool | None) -> str:
+    if met is None:
+        return ""
+    return "yes" if met else "NO"
+
+
 def format_table(rows: list[Row]) -> str:
     header = ("scenario", "emulator", "p99", "baseline", "p99", "ratio", "target", "met")
     lines = [header]
@@ -253,7 +259,7 @@ def format_table(rows: list[Row]) -> str:
                 f"{row.baseline_p99:,.2f}" if row.baseline_p99 is not None else "",
                 f"{row.ratio:.2f}x",
                 row.target,
-                "" if row.met is None else ("yes" if row.met else "NO"),
+                _met_text(row.met),
             )
         )
     widths = [max(len(line[column]) for line in lines) for column in range(len(header))]

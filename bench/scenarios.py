@@ -163,7 +163,7 @@ async def reload_time(scratch: Path) -> float:
             if await ws.receive_str(timeout=REPLY_TIMEOUT) == marker:
                 return (time.perf_counter() - started) * 1000
             await asyncio.sleep(0.002)
-    raise RuntimeError("the new code did not answer within 20 s")
+    raise RuntimeError("no reply from the new code within 20 s of the edit")
 
 
 async def _first_connection(server: Server) -> float:

@@ -34,7 +34,7 @@ ARCHITECT_SANDBOX_VERSION = "9.0.0"
 
 @dataclass(frozen=True)
 class Endpoints:
-    """Where the functions reach the gateway, known once it listens."""
+    """The gateway addresses that functions call, known once it listens."""
 
     port: int
     internal_port: int

@@ -69,7 +69,7 @@ class WebSocketEvent(_EventFields, total=False):
 
 @dataclass(frozen=True, slots=True)
 class ApiInfo:
-    """What every event of one gateway shares."""
+    """The fields that every event of one gateway shares."""
 
     api_id: str
     stage: str
@@ -77,7 +77,7 @@ class ApiInfo:
 
 @dataclass(frozen=True, slots=True)
 class ConnectionInfo:
-    """What every event of one connection shares.
+    """The fields that every event of one connection shares.
 
     `connected_at` is in epoch milliseconds, as `requestContext.connectedAt`.
     """

@@ -55,7 +55,7 @@ class Accept:
 class Reject:
     """Reject the upgrade request with this status, body and headers.
 
-    `problem` is set when the cause is a failure (502 or 504) and says which.
+    `problem` is set when the cause is a failure (502 or 504) and names it.
     """
 
     status: int

@@ -15,7 +15,7 @@ DEFAULT_HOST = "127.0.0.1"
 
 
 def is_loopback_host(host: str) -> bool:
-    """Whether binding `host` keeps the emulator unreachable from other machines."""
+    """Return whether binding `host` keeps the emulator unreachable from other machines."""
     if host == "localhost":
         return True
     try:

@@ -31,7 +31,7 @@ def format_iso8601(epoch_seconds: float) -> str:
 
 
 def is_loopback_peer(address: str | None) -> bool:
-    """Whether a peer address is a loopback address; None (no IP peer) counts as local."""
+    """Return whether a peer address is a loopback address; None (no IP peer) counts as local."""
     if address is None:
         return True
     try:
@@ -44,11 +44,11 @@ def is_loopback_peer(address: str | None) -> bool:
 
 
 def _is_local_peer(request: web.Request) -> bool:
-    """Whether the peer is on this machine: a loopback address, or the address it called.
+    """Return whether the peer is on this machine: a loopback address, or the address it called.
 
     With `--host` set to one of the machine's own addresses, functions
     reach the management API on that address, so their requests come from
-    it; a remote peer never has the server's own address.
+    it. A remote peer never has the server's own address.
     """
     if is_loopback_peer(request.remote):
         return True

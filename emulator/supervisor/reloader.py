@@ -1,8 +1,9 @@
 """Watching the project and deciding what each batch of changes reloads.
 
-watchfiles batches file events (its debounce waits for a quiet gap); each
-batch becomes one `ReloadPlan`: read the manifest again, restart every
-function, or restart some functions. The emulator carries the plan out.
+watchfiles batches file events: its debounce waits for a quiet gap. Each
+batch becomes one `ReloadPlan`, which reads the manifest again, restarts
+every function, or restarts some functions. The emulator carries the plan
+out.
 """
 
 from __future__ import annotations
@@ -73,7 +74,7 @@ class ProjectFilter(watchfiles.DefaultFilter):
 
 @dataclass
 class ReloadPlan:
-    """What one batch of file changes asks for."""
+    """The actions that one batch of file changes calls for."""
 
     changed: list[str] = field(default_factory=list)
     reload_config: bool = False
@@ -89,10 +90,10 @@ def plan_reload(app: AppConfig, paths: Iterable[Path]) -> ReloadPlan:
     """Classify changed paths of the project `app`.
 
     A manifest, function config or environment file reads the
-    configuration again; shared code restarts every function, because
-    which functions import it cannot be known; a file inside a handler
+    configuration again. Shared code restarts every function, because
+    which functions import it cannot be known. A file inside a handler
     directory restarts that function (the deepest directory, for nested
-    routes); anything else is ignored.
+    routes). Anything else is ignored.
     """
     plan = ReloadPlan()
     sources = sorted(

@@ -21,7 +21,7 @@ from emulator.ipc.messages import Hello, Invoke, Log, Result, Shutdown, Status, 
 
 logger = logging.getLogger(__name__)
 
-# Seconds a worker gets to answer HELLO after it starts.
+# Seconds a worker gets to send HELLO after it starts.
 HELLO_TIMEOUT = 30.0
 # A worker gets this long to stop its environments after SHUTDOWN, then
 # SIGTERM, then SIGKILL, each with the same deadline.

@@ -1,7 +1,7 @@
 """Entry point of a worker process: `python -m emulator.worker --fd N`.
 
 The gateway starts one worker per function and passes it one end of a
-Unix socket pair. The worker waits for CONFIGURE, answers HELLO, then runs
+Unix socket pair. The worker waits for CONFIGURE, replies with HELLO, then runs
 INVOKE messages concurrently until SHUTDOWN or the end of the stream.
 """
 
@@ -96,7 +96,7 @@ class Worker:
             raise
         except Exception as error:
             # The gateway waits for a RESULT for every INVOKE, so a failure
-            # of the worker itself still answers.
+            # of the worker itself still sends one.
             logger.exception("invocation %d failed in the worker", message.id)
             result = Result(message.id, "", None, "Runtime.Unknown", f"worker error: {error}")
         self._send_log(result)

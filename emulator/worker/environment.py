@@ -64,7 +64,7 @@ class Invocation:
 
 @dataclass(frozen=True, slots=True)
 class Outcome:
-    """How one invocation ended, in the terms of the REPORT line."""
+    """The end of one invocation, in the terms of the REPORT line."""
 
     response: bytes | None
     error_type: str | None
@@ -75,7 +75,7 @@ class Outcome:
 
 
 class OutputSink:
-    """Where an environment sends its runtime's output lines."""
+    """The receiver of an environment's runtime output lines."""
 
     def output(self, environment: Environment, lines: list[str]) -> None:
         raise NotImplementedError
@@ -364,7 +364,7 @@ class Environment:
             return
         self.state = State.STOPPING
         if self._process is not None and not self.exited.done() and graceful:
-            # Give the runtime its SIGTERM while its Runtime API still answers.
+            # Send the runtime its SIGTERM while its Runtime API still responds.
             await proctree.stop_tree(
                 self._process.pid,
                 self._known_pids,

@@ -15,8 +15,8 @@ from collections.abc import Callable
 # CloudWatch Logs takes events of up to 256 KB; longer lines are split.
 MAX_LINE_BYTES = 256 * 1024
 _READ_SIZE = 65536
-# The most one read pass takes from the pipe, and the most one batch of
-# lines handed on holds, so that one LOG frame stays far below the IPC
+# The maximum bytes one read pass takes from the pipe, and the maximum size
+# of one batch of lines, so that one LOG frame stays far below the IPC
 # frame limit.
 MAX_READ_BYTES = 1024 * 1024
 
@@ -94,7 +94,7 @@ class OutputReader:
         self._on_lines(lines)
 
     def drain(self) -> None:
-        """Read what the pipe holds now and emit it, including a final partial line."""
+        """Read what the pipe contains now and emit it, including a final partial line."""
         if self._fd >= 0:
             self._read_available()
         self.flush()

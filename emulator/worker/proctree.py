@@ -1,8 +1,8 @@
 """Process trees of execution environments: find, measure, stop.
 
 Each runtime process starts in a session of its own, and the worker makes
-itself a child subreaper, so a handler's children stay reachable: they are
-descendants of the runtime process, or, once orphaned, children of the
+itself a child subreaper, so a handler's children stay reachable. They are
+descendants of the runtime process or, once orphaned, children of the
 worker that still carry the runtime's session id.
 """
 

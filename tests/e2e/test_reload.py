@@ -665,7 +665,7 @@ async def test_no_watch_ignores_edits(
         assert (await watching_client.ask("before"))["version"] == "v1"
         source.write_text(python_handler("v2"))
         await watching_client.ask_until("seen", lambda r: r["version"] == "v2", "version v2")
-        # An environment that started after the write answers with the new
+        # An environment that started after the write replies with the new
         # code before the reload is logged, so wait for the log line too.
         await logs.wait_for(lambda: logs.changed() or None, "the reload's changed: line")
         after = await client.ask("after")
@@ -706,7 +706,7 @@ async def test_ignored_files_change_nothing(
         # ignored files have been seen too.
         other_source.write_text(python_handler("other-v2"))
         await client.ask_until(action("other"), lambda r: r["version"] == "other-v2", "other-v2")
-        # An environment that started after the write answers with the new
+        # An environment that started after the write replies with the new
         # code before the reload is logged, so wait for the log line too.
         await logs.wait_for(lambda: logs.changed() or None, "the reload's changed: line")
         after = await client.ask("after")
