@@ -2,10 +2,12 @@
 
 Function lines (START, the function's output, END, REPORT) come through
 loggers named `emulator.function.<route>` and print as `[route] line`, so
-each is attributed to its function. The emulator's own records print
-with their level and logger name.
+each is attributed to its function. One record carries all the lines a
+worker sent together (`function_lines()` returns them): logging each line
+on its own costs the gateway more than the rest of an invocation. The
+emulator's own records print with their level and logger name.
 
-With the JSON format (`--log-format json`) each record is one JSON object
+With the JSON format (`--log-format json`) each line is one JSON object
 on its own line instead: START, END and REPORT lines become objects with
 their fields as keys, the function's output `{"type": "output", ...}`, and
 the emulator's own records `{"type": "log", ...}`.
@@ -45,7 +47,7 @@ class OutputFormatter(logging.Formatter):
     def format(self, record: logging.LogRecord) -> str:
         route = getattr(record, "route", None)
         if route is not None:
-            return f"[{route}] {record.getMessage()}"
+            return "\n".join(f"[{route}] {line}" for line in function_lines(record))
         return super().format(record)
 
 
@@ -53,24 +55,34 @@ class JsonFormatter(logging.Formatter):
     """Formats each record as one line of JSON; see the module docstring for the shapes."""
 
     def format(self, record: logging.LogRecord) -> str:
+        time = _iso_time(record.created)
         route = getattr(record, "route", None)
-        fields: dict[str, Any]
         if route is not None:
-            fields = function_line_fields(
-                route, getattr(record, "request_id", None), record.getMessage()
+            request_id = getattr(record, "request_id", None)
+            return "\n".join(
+                json.dumps(
+                    {**function_line_fields(route, request_id, line), "time": time},
+                    ensure_ascii=False,
+                )
+                for line in function_lines(record)
             )
-        else:
-            message = record.getMessage()
-            if record.exc_info:
-                message += "\n" + self.formatException(record.exc_info)
-            fields = {
-                "type": "log",
-                "level": record.levelname,
-                "logger": record.name,
-                "message": message,
-            }
-        fields["time"] = _iso_time(record.created)
+        message = record.getMessage()
+        if record.exc_info:
+            message += "\n" + self.formatException(record.exc_info)
+        fields = {
+            "type": "log",
+            "level": record.levelname,
+            "logger": record.name,
+            "message": message,
+            "time": time,
+        }
         return json.dumps(fields, ensure_ascii=False)
+
+
+def function_lines(record: logging.LogRecord) -> list[str]:
+    """Return the function log lines a record carries."""
+    lines: list[str] | None = getattr(record, "lines", None)
+    return lines if lines is not None else [record.getMessage()]
 
 
 def function_line_fields(route: str, request_id: str | None, line: str) -> dict[str, Any]:

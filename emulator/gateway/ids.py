@@ -16,35 +16,43 @@ _ID_ALPHABET = string.ascii_letters + string.digits
 _API_ID_ALPHABET = string.ascii_lowercase + string.digits
 
 
-def _random_text(alphabet: str, length: int) -> str:
-    # One read of random bytes for the whole id: secrets.choice() per
-    # character costs a system call each, on every event. Rejecting bytes
-    # past the largest multiple of the alphabet's size keeps the
-    # characters uniform.
+def _translation(alphabet: str) -> tuple[bytes, bytes]:
+    """Return a `bytes.translate()` table from random bytes to `alphabet`, and the bytes to drop.
+
+    Bytes past the largest multiple of the alphabet's size are dropped, so
+    every character is equally likely.
+    """
     limit = 256 - 256 % len(alphabet)
-    characters: list[str] = []
+    table = bytes(ord(alphabet[byte % len(alphabet)]) for byte in range(limit))
+    return table + bytes(256 - limit), bytes(range(limit, 256))
+
+
+_ID_TABLE = _translation(_ID_ALPHABET)
+_API_ID_TABLE = _translation(_API_ID_ALPHABET)
+
+
+def _random_text(table: tuple[bytes, bytes], length: int) -> str:
+    # One read of random bytes, mapped to characters in C: ids are drawn
+    # for every event, so this is on the hot path.
+    characters = b""
     while len(characters) < length:
-        characters.extend(
-            alphabet[byte % len(alphabet)]
-            for byte in secrets.token_bytes(length * 2)
-            if byte < limit
-        )
-    return "".join(characters[:length])
+        characters += secrets.token_bytes(length * 2).translate(*table)
+    return characters[:length].decode("ascii")
 
 
 def new_connection_id() -> str:
-    return _random_text(_ID_ALPHABET, 15) + "="
+    return _random_text(_ID_TABLE, 15) + "="
 
 
 def new_request_id() -> str:
     """Return a new `requestId`, which is also the `extendedRequestId` of the event."""
-    return _random_text(_ID_ALPHABET, 15) + "="
+    return _random_text(_ID_TABLE, 15) + "="
 
 
 def new_message_id() -> str:
-    return _random_text(_ID_ALPHABET, 15) + "="
+    return _random_text(_ID_TABLE, 15) + "="
 
 
 def new_api_id() -> str:
     """Return an API id: 10 lowercase letters and digits, like `a1b2c3d4e5`."""
-    return _random_text(_API_ID_ALPHABET, 10)
+    return _random_text(_API_ID_TABLE, 10)

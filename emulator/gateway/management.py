@@ -8,6 +8,7 @@ raise its typed exceptions (`GoneException` and the rest).
 
 from __future__ import annotations
 
+import functools
 import ipaddress
 import json
 import logging
@@ -30,6 +31,7 @@ def format_iso8601(epoch_seconds: float) -> str:
     return moment.strftime("%Y-%m-%dT%H:%M:%S.") + f"{moment.microsecond // 1000:03d}Z"
 
 
+@functools.lru_cache(maxsize=1024)
 def is_loopback_peer(address: str | None) -> bool:
     """Return whether a peer address is a loopback address; None (no IP peer) counts as local."""
     if address is None:

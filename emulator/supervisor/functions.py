@@ -194,5 +194,7 @@ def forward_log(route: str, log: Log) -> None:
     """Write a worker's log lines to the emulator's output, attributed to the route."""
     function_logger = logging.getLogger(f"emulator.function.{route}")
     level = logging.ERROR if log.level == "ERROR" else logging.INFO
-    for line in log.lines:
-        function_logger.log(level, "%s", line, extra={"route": route, "request_id": log.request_id})
+    if function_logger.isEnabledFor(level):
+        # One record for the batch; see emulator.logs.
+        extra = {"route": route, "request_id": log.request_id, "lines": log.lines}
+        function_logger.log(level, "%s", "\n".join(log.lines), extra=extra)

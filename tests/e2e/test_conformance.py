@@ -31,6 +31,7 @@ import pytest
 
 from emulator.app import Emulator
 from emulator.errors import EmulatorError
+from emulator.logs import function_lines
 from tests.e2e.conftest import EmulatorFactory, Project
 
 pytestmark = pytest.mark.timeout(90)
@@ -252,7 +253,7 @@ class FunctionLog(logging.Handler):
 
     def emit(self, record: logging.LogRecord) -> None:
         if getattr(record, "route", None) == "default":
-            self.lines.extend(record.getMessage().splitlines())
+            self.lines.extend(function_lines(record))
             self._loop.call_soon_threadsafe(self._changed.set)
 
     async def wait_for(self, pattern: str, after: int = 0) -> str:

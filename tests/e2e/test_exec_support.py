@@ -20,6 +20,7 @@ import psutil
 
 from emulator.app import Emulator
 from emulator.config import Options
+from emulator.logs import function_lines
 
 T = TypeVar("T")
 
@@ -62,9 +63,10 @@ class LogCapture(logging.Handler):
     def function_lines(self, route: str) -> list[str]:
         """Return the lines attributed to the function of `route`, in order."""
         return [
-            record.getMessage()
+            line
             for record in self.records
             if getattr(record, "route", None) == route
+            for line in function_lines(record)
         ]
 
     def messages(self, logger_name: str, level: int = logging.DEBUG) -> list[str]:

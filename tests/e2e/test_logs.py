@@ -13,7 +13,7 @@ import re
 import aiohttp
 import pytest
 
-from emulator.logs import OutputFormatter
+from emulator.logs import OutputFormatter, function_lines
 from tests.e2e.conftest import OK_HANDLER, EmulatorFactory, Project
 from tests.e2e.test_exec_support import (
     END_PATTERN,
@@ -114,11 +114,12 @@ async def test_invocation_lines_in_order(
         # Every line of an invocation is attributed to its route.
         formatter = OutputFormatter()
         for record in logs.records:
-            message = record.getMessage()
-            if any(request_id in message for request_id in request_ids):
+            lines = function_lines(record)
+            if any(request_id in line for line in lines for request_id in request_ids):
                 assert record.name == "emulator.function.default"
                 assert getattr(record, "route", None) == "default"
-                assert formatter.format(record) == f"[default] {message}"
+                expected = [f"[default] {line}" for line in lines]
+                assert formatter.format(record).split("\n") == expected
 
 
 async def test_builtin_routes_are_logged(project: Project, start_emulator: EmulatorFactory) -> None:
