@@ -23,6 +23,7 @@ import psutil
 import pytest
 
 from emulator.app import Emulator
+from emulator.logs import function_lines
 from tests.e2e.conftest import EmulatorFactory, Project, node_available
 
 T = TypeVar("T")
@@ -146,7 +147,12 @@ class LogRecords(logging.Handler):
         self._added.set()
 
     def function_lines(self, route: str) -> list[str]:
-        return [r.getMessage() for r in self.records if getattr(r, "route", None) == route]
+        return [
+            line
+            for r in self.records
+            if getattr(r, "route", None) == route
+            for line in function_lines(r)
+        ]
 
     def errors(self, logger_name: str) -> list[str]:
         """Return the ERROR messages of the logger `logger_name`, in order."""
