@@ -223,12 +223,19 @@ class RuntimeApi:
             raise InvocationAbortedError(invocation.end_reason)
         return outcome
 
-    def abort(self) -> None:
+    def abort(self, request_id: str | None = None) -> None:
         """Forget the current invocation because the caller stopped the runtime.
 
         A pending `invoke()` raises InvocationAbortedError, and later posts
-        for the invocation get 400 InvalidRequestID.
+        for the invocation get 400 InvalidRequestID. With `request_id`, only
+        an invocation of that id is forgotten.
         """
+        if request_id is not None and request_id not in (
+            invocation.request_id
+            for invocation in (self._pending, self._current)
+            if invocation is not None
+        ):
+            return
         self._end_invocations("the runtime was stopped")
 
     def _end_invocations(self, reason: str) -> None:
