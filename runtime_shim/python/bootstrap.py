@@ -24,6 +24,10 @@ import traceback
 API_PREFIX = "/2018-06-01/runtime"
 ERROR_TYPE_HEADER = "Lambda-Runtime-Function-Error-Type"
 MAX_RESPONSE_HEAD = 64 * 1024
+NEXT_PATH = API_PREFIX + "/invocation/next"
+# The largest body posted in the same write as the next GET /next; the
+# Runtime API's limit is 6,291,556 bytes.
+MAX_PIPELINED_BODY = 6 * 1024 * 1024
 
 MALFORMED_HANDLER_NAME = "Runtime.MalformedHandlerName"
 IMPORT_MODULE_ERROR = "Runtime.ImportModuleError"
@@ -72,47 +76,80 @@ class RuntimeClient:
 
     def next_invocation(self):
         """Block until the next event; return (body, headers), with lowercase header names."""
-        status, headers, body = self._request("GET", API_PREFIX + "/invocation/next")
+        return self._next_from(self._exchange([self._encode("GET", NEXT_PATH)])[0])
+
+    def post_response(self, request_id, body, content_type):
+        """Post a result; then wait for the next event and return it, as next_invocation() does.
+
+        Unless the body is over the size limit, the GET /next request goes
+        out in the same write as the POST (HTTP/1.1 pipelining), which
+        saves this process a wake-up per invocation. A body over the limit
+        gets 413 and may close the connection, so it goes alone.
+        """
+        path = f"{API_PREFIX}/invocation/{request_id}/response"
+        return self._post_then_next(path, body, {"Content-Type": content_type})
+
+    def post_error(self, request_id, body):
+        """Post an error; then return the next event, as post_response() does."""
+        # Like awslambdaric, send the error type in the body only.
+        path = f"{API_PREFIX}/invocation/{request_id}/error"
+        return self._post_then_next(path, body, {"Content-Type": "application/json"})
+
+    def post_init_error(self, body, error_type):
+        headers = {"Content-Type": "application/json", ERROR_TYPE_HEADER: error_type}
+        path = API_PREFIX + "/init/error"
+        self._check_post(path, self._exchange([self._encode("POST", path, body, headers)])[0])
+
+    def _post_then_next(self, path, body, headers):
+        post = self._encode("POST", path, body, headers)
+        if len(body) > MAX_PIPELINED_BODY:
+            self._check_post(path, self._exchange([post])[0])
+            return self.next_invocation()
+        posted, following = self._exchange([post, self._encode("GET", NEXT_PATH)])
+        self._check_post(path, posted)
+        return self._next_from(following)
+
+    @staticmethod
+    def _next_from(response):
+        status, headers, body = response
         if status != 200:
             raise RuntimeApiError(f"GET /invocation/next failed with {status}: {body!r}")
         return body, headers
 
-    def post_response(self, request_id, body, content_type):
-        path = f"{API_PREFIX}/invocation/{request_id}/response"
-        return self._post(path, body, {"Content-Type": content_type})
-
-    def post_error(self, request_id, body):
-        # Like awslambdaric, send the error type in the body only.
-        path = f"{API_PREFIX}/invocation/{request_id}/error"
-        return self._post(path, body, {"Content-Type": "application/json"})
-
-    def post_init_error(self, body, error_type):
-        headers = {"Content-Type": "application/json", ERROR_TYPE_HEADER: error_type}
-        return self._post(API_PREFIX + "/init/error", body, headers)
-
-    def _post(self, path, body, headers):
-        status, _, response_body = self._request("POST", path, body, headers)
+    @staticmethod
+    def _check_post(path, response):
+        status, _, body = response
         if status != 202:
-            detail = response_body.decode("utf-8", "replace")
+            detail = body.decode("utf-8", "replace")
             sys.stderr.write(f"Runtime API POST {path} failed with {status}: {detail}\n")
-        return status
 
-    def _request(self, method, path, body=b"", headers=None):
+    def _encode(self, method, path, body=b"", headers=None):
         head = [f"{method} {path} HTTP/1.1\r\n", self._host_header]
-        if body or method == "POST":
+        if method == "POST":
             head.append(f"Content-Length: {len(body)}\r\n")
         for name, value in (headers or {}).items():
             head.append(f"{name}: {value}\r\n")
         head.append("\r\n")
-        message = "".join(head).encode("utf-8") + body
+        return "".join(head).encode("utf-8") + body
+
+    def _exchange(self, requests):
+        """Send requests in one write; return their (status, headers, body) responses in order."""
         # The server may have closed the idle keep-alive connection: retry
         # once on a new one, as long as no response has begun.
         for attempt in (1, 2):
             if self._socket is None:
                 self._connect()
             try:
-                self._socket.sendall(message)
-                return self._read_response()
+                self._socket.sendall(b"".join(requests))
+                responses = [self._read_response(retryable=True)]
+                for index in range(1, len(requests)):
+                    if self._socket is None:
+                        # The server closed the connection after the
+                        # previous response: send the rest again, on a new one.
+                        self._connect()
+                        self._socket.sendall(b"".join(requests[index:]))
+                    responses.append(self._read_response(retryable=False))
+                return responses
             except _ConnectionLost:
                 self.close()
                 if attempt == 2:
@@ -132,27 +169,32 @@ class RuntimeClient:
             self._socket.close()
             self._socket = None
 
-    def _receive(self, started):
+    def _receive(self, retryable):
         try:
             chunk = self._socket.recv(65536)
         except ConnectionError as error:
-            if started:
+            if not retryable:
                 raise
             raise _ConnectionLost(str(error)) from error
         if not chunk:
-            if started:
+            if not retryable:
                 raise ConnectionResetError("the Runtime API closed the connection mid-response")
             raise _ConnectionLost("the Runtime API closed the connection")
         self._buffer += chunk
 
-    def _read_response(self):
-        """Read one response; return (status, headers, body)."""
+    def _read_response(self, retryable):
+        """Read one response; return (status, headers, body).
+
+        With `retryable`, a connection that closes before the response
+        begins raises _ConnectionLost, which means the request can be sent
+        again.
+        """
         buffer = self._buffer
         end = buffer.find(b"\r\n\r\n")
         while end < 0:
             if len(buffer) > MAX_RESPONSE_HEAD:
                 raise RuntimeApiError("the Runtime API sent a response head over 64 KiB")
-            self._receive(started=bool(buffer))
+            self._receive(retryable and not buffer)
             end = buffer.find(b"\r\n\r\n")
         lines = buffer[:end].decode("utf-8", "replace").split("\r\n")
         parts = lines[0].split(" ", 2)
@@ -170,7 +212,7 @@ class RuntimeClient:
             raise RuntimeApiError("the Runtime API sent a bad Content-Length") from None
         body_end = end + 4 + length
         while len(buffer) < body_end:
-            self._receive(started=True)
+            self._receive(False)
         body = bytes(buffer[end + 4 : body_end])
         del buffer[:body_end]
         if headers.get("connection", "").lower() == "close":
@@ -472,6 +514,7 @@ class Unbuffered:
 
 
 def handle_invocation(client, handler, body, headers):
+    """Run one invocation and post its outcome; return the next event's (body, headers)."""
     global _current_request_id
 
     request_id = headers.get("lambda-runtime-aws-request-id")
@@ -504,9 +547,8 @@ def handle_invocation(client, handler, body, headers):
 
     if error is not None:
         log_error(error)
-        client.post_error(request_id, json.dumps(error).encode("utf-8"))
-    else:
-        client.post_response(request_id, response, content_type)
+        return client.post_error(request_id, json.dumps(error).encode("utf-8"))
+    return client.post_response(request_id, response, content_type)
 
 
 def set_import_path(task_root):
@@ -540,14 +582,14 @@ def main():
         client.post_init_error(json.dumps(error).encode("utf-8"), error["errorType"])
         sys.exit(1)
 
-    while True:
-        try:
-            body, headers = client.next_invocation()
-            handle_invocation(client, handler, body, headers)
-        except (RuntimeApiError, OSError) as error:
-            # The Runtime API is gone, so nothing can be reported: stop.
-            sys.stderr.write(f"Lambda runtime: the Runtime API request failed: {error}\n")
-            sys.exit(1)
+    try:
+        body, headers = client.next_invocation()
+        while True:
+            body, headers = handle_invocation(client, handler, body, headers)
+    except (RuntimeApiError, OSError) as error:
+        # The Runtime API is gone, so nothing can be reported: stop.
+        sys.stderr.write(f"Lambda runtime: the Runtime API request failed: {error}\n")
+        sys.exit(1)
 
 
 if __name__ == "__main__":
