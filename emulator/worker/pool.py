@@ -318,11 +318,26 @@ class FunctionPool(OutputSink):
         self._release(environment)
 
     def _hand_over_failure(self, failure: InitFailure) -> None:
-        """Fail the waiters that a failed environment start would have served."""
-        while self._waiters and len(self._waiters) > self._starting:
+        """Fail the invocation that a failed environment start would have served.
+
+        Each start serves one waiter; the waiters past the starts in
+        progress wait for a busy environment to finish. After an init
+        failure every invocation fails until the files change, so every
+        waiter fails. After any other failure only one does, and the others
+        get starts of their own if no environment is left to serve them.
+        """
+        every_waiter = self._init_failure is not None
+        while self._waiters and (every_waiter or len(self._waiters) > self._starting):
             waiter = self._waiters.popleft()
             if not waiter.future.done():
                 waiter.future.set_result(failure)
+                if not every_waiter:
+                    break
+        if every_waiter or self._closing:
+            return
+        wanted = min(len(self._waiters), self.config.concurrency)
+        while len(self.environments) + self._starting < wanted:
+            self._launch()
 
     def _release(self, environment: Environment) -> None:
         if environment.state is not State.IDLE:

@@ -9,6 +9,7 @@ request id and the cause. The function's own log keeps Lambda's wording
 
 from __future__ import annotations
 
+import asyncio
 import json
 import re
 from pathlib import Path
@@ -18,6 +19,7 @@ import aiohttp
 import pytest
 
 from emulator.invocation import ERROR_EXIT, ERROR_RESPONSE_TOO_LARGE
+from emulator.worker.environment import INIT_TIMEOUT
 from tests.e2e.conftest import EmulatorFactory, Project, node_available
 from tests.e2e.test_exec_support import (
     REPORT_PATTERN,
@@ -207,3 +209,56 @@ async def test_oversized_response_fails(project: Project, start_emulator: Emulat
     assert tree.pids == {first["pid"]}
     assert_logged_once(logs, "default", tree.request_id, frame, ERROR_RESPONSE_TOO_LARGE)
     assert "exceeded maximum allowed payload size" in emulator_lines(logs, tree.request_id)[0]
+
+
+# The first environment starts at once; every later one hangs in init
+# until the init timeout stops it. Replies go through the management API.
+PY_LATER_INITS_HANG = """
+import json, os, time, urllib.parse, urllib.request
+
+try:
+    os.mkdir(MARKER)
+except FileExistsError:
+    time.sleep(120)
+
+
+def handler(event, context):
+    request = json.loads(event["body"])
+    time.sleep(request.get("sleep", 0))
+    endpoint = os.environ["AWS_ENDPOINT_URL_APIGATEWAYMANAGEMENTAPI"]
+    connection_id = urllib.parse.quote(event["requestContext"]["connectionId"], safe="")
+    reply = json.dumps({"tag": request["tag"], "pid": os.getpid()}).encode()
+    urllib.request.urlopen(f"{endpoint}/@connections/{connection_id}", data=reply).close()
+    return {"statusCode": 200}
+"""
+
+
+@pytest.mark.timeout(90)
+async def test_failed_start_fails_only_the_invocation_it_would_serve(
+    project: Project, start_emulator: EmulatorFactory, tmp_path: Path
+) -> None:
+    marker = tmp_path / "first-init"
+    source = PY_LATER_INITS_HANG.replace("MARKER", repr(str(marker)))
+    project.handler("default", source, config={"concurrency": 2, "timeout": 60})
+    emulator = await start_emulator()
+    async with (
+        aiohttp.ClientSession() as session,
+        session.ws_connect(emulator.url) as busy,
+        session.ws_connect(emulator.url) as starting,
+        session.ws_connect(emulator.url) as queued,
+    ):
+        # The prewarmed environment stays busy past the init timeout of the
+        # second, which its invocation starts. The third invocation waits
+        # for the busy one: the failed start is not its to fail.
+        await busy.send_str(json.dumps({"tag": "busy", "sleep": INIT_TIMEOUT + 3}))
+        await asyncio.sleep(1.0)
+        await starting.send_str(json.dumps({"tag": "starting"}))
+        await asyncio.sleep(1.0)
+        await queued.send_str(json.dumps({"tag": "queued"}))
+
+        failed = await receive_json(starting, timeout=INIT_TIMEOUT + 10)
+        assert failed["message"] == "Internal server error"
+        first = await receive_json(busy, timeout=20)
+        served = await receive_json(queued, timeout=20)
+    assert first["tag"] == "busy"
+    assert served == {"tag": "queued", "pid": first["pid"]}
