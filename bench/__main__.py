@@ -31,6 +31,7 @@ class Counts:
     warmup: int
     clients: int
     per_client: int
+    throughput_warmup: int
     connections: int
     connect_concurrency: int
     idle_connections: int
@@ -42,6 +43,7 @@ FULL = Counts(
     warmup=200,
     clients=50,
     per_client=100,
+    throughput_warmup=5,
     connections=1000,
     connect_concurrency=10,
     idle_connections=10_000,
@@ -52,6 +54,7 @@ SMOKE = Counts(
     warmup=2,
     clients=3,
     per_client=3,
+    throughput_warmup=1,
     connections=5,
     connect_concurrency=2,
     idle_connections=20,
@@ -104,7 +107,11 @@ async def run(counts: Counts, only: set[str] | None, log_path: Path | None) -> l
                 )
                 echo["rate"].append(
                     await scenarios.throughput(
-                        server.url, scenarios.PYTHON_MESSAGE, counts.clients, counts.per_client
+                        server.url,
+                        scenarios.PYTHON_MESSAGE,
+                        counts.clients,
+                        counts.per_client,
+                        counts.throughput_warmup,
                     )
                 )
                 echo["connect"].append(
@@ -128,7 +135,11 @@ async def run(counts: Counts, only: set[str] | None, log_path: Path | None) -> l
                     if wanted("c"):
                         emu[f"{route}_rate"].append(
                             await scenarios.throughput(
-                                server.url, message, counts.clients, counts.per_client
+                                server.url,
+                                message,
+                                counts.clients,
+                                counts.per_client,
+                                counts.throughput_warmup,
                             )
                         )
                 if wanted("d"):

@@ -72,7 +72,7 @@ async def measure(route: str, clients: int, per_client: int, log: Path | None) -
     me = psutil.Process(os.getpid())
     async with emulator(log_path=log) as server:
         # Warm every environment the load will use before the first reading.
-        await scenarios.throughput(server.url, message, clients, 5)
+        await scenarios.throughput(server.url, message, clients, 1, warmup_rounds=5)
         before = snapshot(server.pid)
         client_before = _cpu_seconds(me)
         rate = await scenarios.throughput(server.url, message, clients, per_client)

@@ -44,8 +44,14 @@ async def round_trips(url: str, message: str, count: int, warmup: int) -> list[f
     return samples
 
 
-async def throughput(url: str, message: str, clients: int, per_client: int) -> float:
-    """Return replies per second with `clients` connections each sending `per_client` messages."""
+async def throughput(
+    url: str, message: str, clients: int, per_client: int, warmup_rounds: int = 1
+) -> float:
+    """Return replies per second with `clients` connections each sending `per_client` messages.
+
+    Each client first sends `warmup_rounds` messages, which are not
+    counted: the emulator starts its environments during those.
+    """
     async with aiohttp.ClientSession(connector=_connector()) as session:
         sockets = await asyncio.gather(*(session.ws_connect(url) for _ in range(clients)))
 
@@ -54,8 +60,8 @@ async def throughput(url: str, message: str, clients: int, per_client: int) -> f
                 await ws.send_str(message)
                 await ws.receive_str(timeout=REPLY_TIMEOUT)
 
-        # One round first, so connection setup is not counted.
-        await asyncio.gather(*(_one_round(ws, message) for ws in sockets))
+        for _ in range(max(1, warmup_rounds)):
+            await asyncio.gather(*(_one_round(ws, message) for ws in sockets))
         started = time.perf_counter()
         await asyncio.gather(*(drive(ws) for ws in sockets))
         elapsed = time.perf_counter() - started

@@ -39,3 +39,30 @@ def test_smoke_run_prints_every_row() -> None:
     for row in ROWS:
         assert row in completed.stdout, f"row {row!r} missing from:\n{completed.stdout}"
     assert "Traceback" not in completed.stderr
+
+
+@pytest.mark.timeout(120)
+def test_cpu_breakdown_names_each_process_group() -> None:
+    completed = subprocess.run(
+        [
+            sys.executable,
+            "-m",
+            "bench.cpu",
+            "--route",
+            "python",
+            "--clients",
+            "2",
+            "--per-client",
+            "3",
+        ],
+        cwd=REPO_ROOT,
+        capture_output=True,
+        text=True,
+        timeout=110,
+        check=False,
+    )
+    assert completed.returncode == 0, completed.stderr
+    assert "route python: 6 replies" in completed.stdout
+    for group in ("gateway", "worker bench-ws-default", "runtimes of bench-ws-default", "client"):
+        assert f"  {group}" in completed.stdout, f"{group!r} missing from:\n{completed.stdout}"
+    assert "Traceback" not in completed.stderr
