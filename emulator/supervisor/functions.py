@@ -135,8 +135,9 @@ class FunctionSupervisor:
         new environments. `on_started` runs once the added workers are
         ready and before the removed ones stop, so that the caller can
         switch its routing in between and no message reaches a route
-        without a worker. Raises EmulatorError (before changing anything)
-        when a function's runtime cannot run here.
+        without a worker; it runs even if an added worker failed to start.
+        Raises EmulatorError (before changing anything) when a function's
+        runtime cannot run here.
         """
         previous, self.app = self.app, app
         try:
@@ -155,7 +156,15 @@ class FunctionSupervisor:
             elif config != existing.config or route in restart:
                 logger.info("restarting the environments of route %s", route)
                 existing.configure(config)
-        await asyncio.gather(*(worker.start() for worker in added))
+        outcomes = await asyncio.gather(
+            *(worker.start() for worker in added), return_exceptions=True
+        )
+        for worker, outcome in zip(added, outcomes):
+            # The route is served all the same: a worker that exited is
+            # started again with a growing delay, as after a crash, and
+            # until then its messages fail.
+            if isinstance(outcome, Exception):
+                logger.error("the worker for route %s failed to start: %s", worker.route, outcome)
 
         if on_started is not None:
             on_started()

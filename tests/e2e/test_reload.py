@@ -719,3 +719,38 @@ async def test_ignored_files_change_nothing(
 
     assert logs.changed() == ["changed: src/ws/other/lambda.py"]
     assert after["pid"] == before["pid"]
+
+
+async def test_added_route_is_served_once_its_failed_worker_starts(
+    project: Project,
+    start_emulator: EmulatorFactory,
+    logs: LogRecords,
+    monkeypatch: pytest.MonkeyPatch,
+    tmp_path: Path,
+) -> None:
+    project.handler("default", python_handler("default"))
+    emulator = await start_emulator(watch=True, route_responses=True)
+
+    async with connect(emulator) as client:
+        await client.ask("before")
+        # Workers inherit the emulator's environment: with PYTHONHOME
+        # pointing nowhere, Python cannot start the new route's worker.
+        monkeypatch.setenv("PYTHONHOME", str(tmp_path / "no-python-here"))
+        project.handler("beta", python_handler("beta"))
+        project.write()
+
+        def failed_start() -> str | None:
+            errors = logs.errors("emulator.supervisor.functions")
+            return next((error for error in errors if "failed to start" in error), None)
+
+        failure = await logs.wait_for(failed_start, "the failed start of beta's worker")
+        monkeypatch.delenv("PYTHONHOME")
+        beta, before_beta = await client.ask_until(
+            action("beta"), lambda r: r.get("route") == "beta", "route beta"
+        )
+
+    assert "the worker for route beta failed to start" in failure
+    # The route was switched despite the failure: until its worker ran,
+    # its messages failed instead of reaching $default.
+    assert all(is_error_frame(reply) for reply in before_beta), before_beta
+    assert beta["version"] == "beta"
