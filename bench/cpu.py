@@ -73,6 +73,9 @@ async def measure(route: str, clients: int, per_client: int, log: Path | None) -
     async with emulator(log_path=log) as server:
         # Warm every environment the load will use before the first reading.
         await scenarios.throughput(server.url, message, clients, 1, warmup_rounds=5)
+        # Let the `$disconnect` invocations of those clients, and the starts
+        # of their environments, finish outside the measurement.
+        await asyncio.sleep(2.0)
         before = snapshot(server.pid)
         client_before = _cpu_seconds(me)
         rate = await scenarios.throughput(server.url, message, clients, per_client)

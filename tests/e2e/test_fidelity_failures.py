@@ -234,7 +234,7 @@ def handler(event, context):
 
 
 @pytest.mark.timeout(90)
-async def test_failed_start_fails_only_the_invocation_it_would_serve(
+async def test_failed_start_fails_one_waiter(
     project: Project, start_emulator: EmulatorFactory, tmp_path: Path
 ) -> None:
     marker = tmp_path / "first-init"

@@ -721,7 +721,7 @@ async def test_ignored_files_change_nothing(
     assert after["pid"] == before["pid"]
 
 
-async def test_added_route_is_served_once_its_failed_worker_starts(
+async def test_failed_worker_start_switches_routes(
     project: Project,
     start_emulator: EmulatorFactory,
     logs: LogRecords,
