@@ -2,9 +2,9 @@
 
 Runs the throughput workload against the emulator on the benchmark app and
 prints, for each process group (the gateway, each worker, the runtimes
-under each worker, and this client), the CPU time it spent per reply. This
-is the measurement that says where a reply's cost goes before any
-optimization; profile the heaviest group next (py-spy, cProfile).
+under each worker, and this client), the CPU time it spent per reply. It
+shows where a reply's cost goes before any optimization. Profile the
+heaviest group next (py-spy, cProfile).
 """
 
 from __future__ import annotations

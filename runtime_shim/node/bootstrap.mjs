@@ -264,16 +264,19 @@ class RuntimeClient {
         return;
       }
     }
+
     const { status, headers, bodyStart, length } = this.head;
     if (this.received < bodyStart + length) {
       return;
     }
+
     const buffer = this.chunks.length === 1 ? this.chunks[0] : Buffer.concat(this.chunks);
     const body = buffer.toString('utf8', bodyStart, bodyStart + length);
     const rest = buffer.subarray(bodyStart + length);
     this.chunks = rest.length ? [rest] : [];
     this.received = rest.length;
     this.head = null;
+
     const pending = this.pending;
     this.pending = null;
     if (headers.connection?.toLowerCase() === 'close') {

@@ -25,7 +25,7 @@ API_PREFIX = "/2018-06-01/runtime"
 ERROR_TYPE_HEADER = "Lambda-Runtime-Function-Error-Type"
 MAX_RESPONSE_HEAD = 64 * 1024
 NEXT_PATH = API_PREFIX + "/invocation/next"
-# The largest body posted in the same write as the next GET /next; the
+# The largest body posted in the same write as the next GET /next. The
 # Runtime API's limit is 6,291,556 bytes.
 MAX_PIPELINED_BODY = 6 * 1024 * 1024
 
