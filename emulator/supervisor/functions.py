@@ -159,7 +159,7 @@ class FunctionSupervisor:
         outcomes = await asyncio.gather(
             *(worker.start() for worker in added), return_exceptions=True
         )
-        for worker, outcome in zip(added, outcomes):
+        for worker, outcome in zip(added, outcomes, strict=True):
             # The route is served all the same: a worker that exited is
             # started again with a growing delay, as after a crash, and
             # until then its messages fail.
