@@ -133,31 +133,35 @@ class RuntimeClient:
         return "".join(head).encode("utf-8") + body
 
     def _exchange(self, requests):
-        """Send requests in one write; return their (status, headers, body) responses in order."""
-        # The server may have closed the idle keep-alive connection: retry
-        # once on a new one, as long as no response has begun.
-        for attempt in (1, 2):
+        """Send requests in one write; return their (status, headers, body) responses in order.
+
+        A server may close a kept-alive connection after any response, or
+        before the first. The requests that got no response then go again
+        on a new connection, once for each request; a connection that
+        closes in the middle of a response is an error.
+        """
+        responses = []
+        failures = 0
+        while len(responses) < len(requests):
             if self._socket is None:
                 self._connect()
             try:
-                self._socket.sendall(b"".join(requests))
-                responses = [self._read_response(retryable=True)]
-                for index in range(1, len(requests)):
+                self._socket.sendall(b"".join(requests[len(responses) :]))
+                while len(responses) < len(requests):
+                    responses.append(self._read_response())
+                    failures = 0
                     if self._socket is None:
-                        # The server closed the connection after the
-                        # previous response: send the rest again, on a new one.
-                        self._connect()
-                        self._socket.sendall(b"".join(requests[index:]))
-                    responses.append(self._read_response(retryable=False))
-                return responses
+                        # Connection: close; the rest go on a new connection.
+                        break
             except _ConnectionLost:
                 self.close()
-                if attempt == 2:
+                failures += 1
+                if failures == 2:
                     raise
             except BaseException:
                 self.close()
                 raise
-        raise AssertionError("unreachable")
+        return responses
 
     def _connect(self):
         self._socket = socket.create_connection(self._address)
@@ -182,19 +186,18 @@ class RuntimeClient:
             raise _ConnectionLost("the Runtime API closed the connection")
         self._buffer += chunk
 
-    def _read_response(self, retryable):
+    def _read_response(self):
         """Read one response; return (status, headers, body).
 
-        With `retryable`, a connection that closes before the response
-        begins raises _ConnectionLost, which means the request can be sent
-        again.
+        A connection that closes before the response begins raises
+        _ConnectionLost, which means the request can be sent again.
         """
         buffer = self._buffer
         end = buffer.find(b"\r\n\r\n")
         while end < 0:
             if len(buffer) > MAX_RESPONSE_HEAD:
                 raise RuntimeApiError("the Runtime API sent a response head over 64 KiB")
-            self._receive(retryable and not buffer)
+            self._receive(retryable=not buffer)
             end = buffer.find(b"\r\n\r\n")
         lines = buffer[:end].decode("utf-8", "replace").split("\r\n")
         parts = lines[0].split(" ", 2)
@@ -212,7 +215,7 @@ class RuntimeClient:
             raise RuntimeApiError("the Runtime API sent a bad Content-Length") from None
         body_end = end + 4 + length
         while len(buffer) < body_end:
-            self._receive(False)
+            self._receive(retryable=False)
         body = bytes(buffer[end + 4 : body_end])
         del buffer[:body_end]
         if headers.get("connection", "").lower() == "close":
