@@ -157,9 +157,11 @@ function logError(message, error) {
 
 // -- the Runtime API client --------------------------------------------------
 
-// One request at a time on one kept-alive connection, in just the HTTP the
-// Runtime API needs: `node:http` costs about three times as much per
-// request, which was most of a warm invocation.
+// Requests on one kept-alive connection, in just the HTTP the Runtime API
+// needs: `node:http` costs about three times as much per request, which
+// was most of a warm invocation. Responses arrive in the order of the
+// requests, so a request made while another is in flight (an init error
+// posted from two listeners) waits behind it (HTTP/1.1 pipelining).
 class RuntimeClient {
   constructor(address) {
     const separator = address.lastIndexOf(':');
@@ -167,7 +169,7 @@ class RuntimeClient {
     this.hostname = address.slice(0, separator);
     this.port = Number(address.slice(separator + 1));
     this.socket = null;
-    this.pending = null;
+    this.pending = [];
     this.chunks = [];
     this.received = 0;
     this.head = null;
@@ -207,12 +209,21 @@ class RuntimeClient {
     return response;
   }
 
-  request(method, target, bodyText, headers = {}) {
-    return new Promise((resolve, reject) => {
-      if (this.pending !== null) {
-        reject(new Error('a Runtime API request is already in flight'));
-        return;
+  async request(method, target, bodyText, headers = {}) {
+    try {
+      return await this.send(method, target, bodyText, headers);
+    } catch (error) {
+      if (!(error instanceof ConnectionLostError)) {
+        throw error;
       }
+      // The server closed the kept-alive connection before it answered:
+      // send the request again, once, on a new connection.
+      return this.send(method, target, bodyText, headers);
+    }
+  }
+
+  send(method, target, bodyText, headers) {
+    return new Promise((resolve, reject) => {
       if (this.socket === null) {
         this.connect();
       }
@@ -226,7 +237,7 @@ class RuntimeClient {
         head += `${name}: ${value}\r\n`;
       }
       head += '\r\n';
-      this.pending = { resolve, reject };
+      this.pending.push({ resolve, reject });
       // A request in flight keeps the process alive; an idle connection
       // does not, so `beforeExit` fires when the handler's own work is done.
       this.socket.ref();
@@ -248,6 +259,17 @@ class RuntimeClient {
   onData(chunk) {
     this.chunks.push(chunk);
     this.received += chunk.length;
+    // One read may hold several responses, or the end of one and the
+    // start of the next.
+    let complete = true;
+    while (complete && this.socket !== null && this.received > 0) {
+      complete = this.takeResponse();
+    }
+  }
+
+  // Resolve the oldest request if its whole response has arrived; return
+  // whether it had.
+  takeResponse() {
     if (this.head === null) {
       const buffer = this.chunks.length === 1 ? this.chunks[0] : Buffer.concat(this.chunks);
       this.chunks = [buffer];
@@ -256,18 +278,18 @@ class RuntimeClient {
         if (buffer.length > MAX_RESPONSE_HEAD) {
           this.fail(this.socket, new Error('the Runtime API sent a response head over 64 KiB'));
         }
-        return;
+        return false;
       }
       this.head = parseResponseHead(buffer.toString('utf8', 0, end), end + 4);
       if (this.head.error) {
         this.fail(this.socket, new Error(this.head.error));
-        return;
+        return false;
       }
     }
 
     const { status, headers, bodyStart, length } = this.head;
     if (this.received < bodyStart + length) {
-      return;
+      return false;
     }
 
     const buffer = this.chunks.length === 1 ? this.chunks[0] : Buffer.concat(this.chunks);
@@ -277,15 +299,15 @@ class RuntimeClient {
     this.received = rest.length;
     this.head = null;
 
-    const pending = this.pending;
-    this.pending = null;
+    const pending = this.pending.shift();
     if (headers.connection?.toLowerCase() === 'close') {
-      this.socket.destroy();
-      this.socket = null;
-    } else {
+      // The requests sent after this one get no response on this connection.
+      this.fail(this.socket, new Error('the Runtime API closed the connection'));
+    } else if (this.pending.length === 0) {
       this.socket.unref();
     }
     pending?.resolve({ status, headers, body });
+    return true;
   }
 
   fail(socket, error) {
@@ -294,11 +316,18 @@ class RuntimeClient {
     }
     socket.destroy();
     this.socket = null;
+    // Only the oldest request's response can have begun.
+    const begun = this.received > 0 || this.head !== null;
     const pending = this.pending;
-    this.pending = null;
-    pending?.reject(error);
+    this.pending = [];
+    pending.forEach((request, index) => {
+      request.reject(index === 0 && begun ? error : new ConnectionLostError(error.message));
+    });
   }
 }
+
+// The connection closed before any of the response arrived.
+class ConnectionLostError extends Error {}
 
 // Parse a response's status line and headers; header names are lowercased.
 function parseResponseHead(text, bodyStart) {

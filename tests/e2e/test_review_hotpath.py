@@ -262,11 +262,6 @@ exports.handler = async () => ({ statusCode: 200 });
 
 
 @pytest.mark.skipif(not node_available(), reason="node is not on PATH")
-@pytest.mark.xfail(
-    strict=True,
-    reason="the Node.js shim exits with 'a Runtime API request is already in flight' "
-    "before its init error reaches the Runtime API",
-)
 @pytest.mark.timeout(60)
 async def test_node_rejection_at_init(project: Project, start_emulator: EmulatorFactory) -> None:
     project.handler("default", NODE_REJECTS_AT_INIT, runtime="node")
