@@ -11,6 +11,7 @@ import asyncio
 import sys
 from collections.abc import AsyncIterator, Awaitable, Callable, Mapping
 from pathlib import Path
+from typing import Protocol
 
 import pytest
 
@@ -18,6 +19,7 @@ from emulator.worker.runtime_api import RuntimeApi
 
 from .helpers import (
     FUNCTION_ARN,
+    MAX_OUTPUT_LINE,
     NODE,
     NODE_BOOTSTRAP,
     PYTHON_BOOTSTRAP,
@@ -26,6 +28,13 @@ from .helpers import (
 )
 
 Spawn = Callable[..., Awaitable[RuntimeProcess]]
+
+
+class HasPort(Protocol):
+    """A Runtime API server to point a shim at: the worker's, or a test's own."""
+
+    @property
+    def port(self) -> int: ...
 
 
 @pytest.fixture
@@ -44,7 +53,7 @@ async def spawn() -> AsyncIterator[Spawn]:
     processes: list[RuntimeProcess] = []
 
     async def start(
-        api: RuntimeApi,
+        api: HasPort,
         language: str,
         task_root: Path,
         handler: str,
@@ -69,6 +78,7 @@ async def spawn() -> AsyncIterator[Spawn]:
             stdout=asyncio.subprocess.PIPE,
             stderr=asyncio.subprocess.STDOUT,
             start_new_session=True,
+            limit=MAX_OUTPUT_LINE,
         )
         runtime_process = RuntimeProcess(process)
         processes.append(runtime_process)

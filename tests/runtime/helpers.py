@@ -27,6 +27,11 @@ LOG_STREAM = "2026/12/04/[$LATEST]0123456789abcdef0123456789abcdef"
 # Bounds for waits on a real process; generous for a loaded CI machine.
 STARTUP_TIMEOUT = 20.0
 INVOKE_TIMEOUT = 20.0
+# The maximum length in bytes of a shim's output line: some tests log
+# messages of several MB. With asyncio's default of 64 KiB the output
+# reader of `RuntimeProcess` stops, the pipe fills, and `Process.wait()`
+# never returns.
+MAX_OUTPUT_LINE = 32 * 1024 * 1024
 
 NODE = shutil.which("node")
 requires_node = pytest.mark.skipif(NODE is None, reason="node is not on PATH")

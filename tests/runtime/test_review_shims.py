@@ -13,9 +13,8 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import json
-import sys
 import time
-from collections.abc import AsyncIterator, Mapping
+from collections.abc import AsyncIterator
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -28,11 +27,8 @@ from .conftest import Spawn
 from .helpers import (
     FUNCTION_ARN,
     NODE,
-    NODE_BOOTSTRAP,
-    PYTHON_BOOTSTRAP,
     RuntimeProcess,
     invoke,
-    lambda_env,
     wait_init,
     write_files,
 )
@@ -75,55 +71,6 @@ HANDLERS = {
     "python": ({"lambda.py": PY_ECHO}, "lambda.handler"),
     "node": ({"index.js": NODE_ECHO}, "index.handler"),
 }
-
-
-# The maximum length in bytes of a shim's output line, because the error
-# tests log messages of several MB. With asyncio's default of 64 KiB the
-# output reader of `RuntimeProcess` stops, the pipe fills, and
-# `Process.wait()` never returns.
-MAX_OUTPUT_LINE = 32 * 1024 * 1024
-
-
-@pytest.fixture
-async def spawn() -> AsyncIterator[Spawn]:
-    """Start shim processes as the conftest fixture does, with MAX_OUTPUT_LINE."""
-    processes: list[RuntimeProcess] = []
-
-    async def start(
-        api: ScriptedApi | RuntimeApi,
-        language: str,
-        task_root: Path,
-        handler: str,
-        *,
-        extra_env: Mapping[str, str] | None = None,
-    ) -> RuntimeProcess:
-        if language == "python":
-            command = [sys.executable, str(PYTHON_BOOTSTRAP)]
-            runtime = f"python{sys.version_info.major}.{sys.version_info.minor}"
-        else:
-            assert NODE is not None
-            command = [NODE, str(NODE_BOOTSTRAP)]
-            runtime = "nodejs20.x"
-        env = lambda_env(api.port, task_root, handler, runtime=runtime, extra=extra_env)
-        process = await asyncio.create_subprocess_exec(
-            *command,
-            cwd=task_root,
-            env=env,
-            stdin=asyncio.subprocess.DEVNULL,
-            stdout=asyncio.subprocess.PIPE,
-            stderr=asyncio.subprocess.STDOUT,
-            start_new_session=True,
-            limit=MAX_OUTPUT_LINE,
-        )
-        runtime_process = RuntimeProcess(process)
-        processes.append(runtime_process)
-        return runtime_process
-
-    try:
-        yield start
-    finally:
-        for process in processes:
-            await process.kill()
 
 
 # -- a scripted Runtime API ------------------------------------------------------------
@@ -387,23 +334,7 @@ async def test_silent_close_after_post(
     assert second["pid"] == process.pid
 
 
-@pytest.mark.parametrize(
-    "language",
-    [
-        "python",
-        pytest.param(
-            "node",
-            marks=[
-                pytest.mark.skipif(NODE is None, reason="node is not on PATH"),
-                pytest.mark.xfail(
-                    strict=True,
-                    reason="the Node.js shim writes the POST on the closing connection and "
-                    "exits; the Python shim sends it again on a new one",
-                ),
-            ],
-        ),
-    ],
-)
+@pytest.mark.parametrize("language", LANGUAGES)
 @pytest.mark.timeout(60)
 async def test_silent_close_after_event(
     scripted: ScriptedApi, spawn: Spawn, tmp_path: Path, language: str
@@ -656,11 +587,6 @@ FAILING_INITS = {
 
 
 @pytest.mark.skipif(NODE is None, reason="node is not on PATH")
-@pytest.mark.xfail(
-    strict=True,
-    reason="RuntimeClient.request() rejects a request while another is in flight; the "
-    "runtime then exits before its first request leaves the still-connecting socket",
-)
 @pytest.mark.parametrize("kind", list(FAILING_INITS))
 @pytest.mark.timeout(60)
 async def test_node_init_error_with_rejection(
