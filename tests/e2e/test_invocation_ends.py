@@ -1,9 +1,9 @@
-"""Hot-path changes under real emulators: ends of invocations, failed starts, log batches.
+"""How invocations end under real emulators: timeouts, exits, failed starts, log batches.
 
 A worker ends the Runtime API call of an invocation through callbacks: a
 timer for the timeout and the runtime's exit. Handlers here time out,
 exit, exit at the moment of their timeout, or pass their memory limit,
-with another message queued behind them; each message must get exactly
+with another message queued behind them. Each message must get exactly
 one frame in reply, and the queued one must run on the replacement
 environment. Other tests cover an init timeout with messages waiting, the
 JSON log lines of a batch of function output, and a Node.js module that
