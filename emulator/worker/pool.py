@@ -333,11 +333,8 @@ class FunctionPool(OutputSink):
                 waiter.future.set_result(failure)
                 if not every_waiter:
                     break
-        if every_waiter or self._closing:
-            return
-        wanted = min(len(self._waiters), self.config.concurrency)
-        while len(self.environments) + self._starting < wanted:
-            self._launch()
+        if not every_waiter:
+            self._replace_if_needed()
 
     def _release(self, environment: Environment) -> None:
         if environment.state is not State.IDLE:
@@ -374,11 +371,11 @@ class FunctionPool(OutputSink):
         self._replace_if_needed()
 
     def _replace_if_needed(self) -> None:
+        """Start environments for the waiters that none running or starting will serve."""
         if self._closing or self._init_failure is not None:
             return
-        starting_or_running = len(self.environments) + self._starting
         wanted = len(self._waiters) + (1 if self.config.prewarm else 0)
-        if starting_or_running < min(wanted, self.config.concurrency):
+        while len(self.environments) + self._starting < min(wanted, self.config.concurrency):
             self._launch()
 
     # -- memory and idle environments ------------------------------------
