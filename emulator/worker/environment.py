@@ -26,11 +26,7 @@ from emulator.ipc.messages import WorkerConfig
 from emulator.manifest.handlers import resolve_handler
 from emulator.worker import proctree
 from emulator.worker.output import OutputReader
-from emulator.worker.runtime_api import (
-    InitFailure,
-    InvocationAbortedError,
-    RuntimeApi,
-)
+from emulator.worker.runtime_api import InitFailure, InvocationAbortedError, RuntimeApi
 
 logger = logging.getLogger(__name__)
 

@@ -216,8 +216,8 @@ class RuntimeClient {
       if (!(error instanceof ConnectionLostError)) {
         throw error;
       }
-      // The server closed the kept-alive connection before it answered:
-      // send the request again, once, on a new connection.
+      // The server closed the kept-alive connection before it responded,
+      // so send the request again, once, on a new connection.
       return this.send(method, target, bodyText, headers);
     }
   }
@@ -334,7 +334,7 @@ function parseResponseHead(text, bodyStart) {
   const lines = text.split('\r\n');
   const status = /^HTTP\/1\.[01] (\d{3})/.exec(lines[0]);
   if (status === null) {
-    return { error: `the Runtime API sent a bad status line: ${JSON.stringify(lines[0])}` };
+    return { error: `the Runtime API sent an invalid status line: ${JSON.stringify(lines[0])}` };
   }
   const headers = {};
   for (const line of lines.slice(1)) {
@@ -348,7 +348,7 @@ function parseResponseHead(text, bodyStart) {
   }
   const length = Number(headers['content-length'] ?? '0');
   if (!Number.isSafeInteger(length) || length < 0) {
-    return { error: 'the Runtime API sent a bad Content-Length' };
+    return { error: 'the Runtime API sent an invalid Content-Length' };
   }
   return { status: Number(status[1]), headers, bodyStart, length };
 }

@@ -137,7 +137,7 @@ class RuntimeClient:
 
         A server may close a kept-alive connection after any response, or
         before the first. The requests that got no response then go again
-        on a new connection, once for each request; a connection that
+        on a new connection, once for each request. A connection that
         closes in the middle of a response is an error.
         """
         responses = []
@@ -202,7 +202,7 @@ class RuntimeClient:
         lines = buffer[:end].decode("utf-8", "replace").split("\r\n")
         parts = lines[0].split(" ", 2)
         if len(parts) < 2 or not parts[0].startswith("HTTP/1.") or not parts[1].isdigit():
-            raise RuntimeApiError(f"the Runtime API sent a bad status line: {lines[0]!r}")
+            raise RuntimeApiError(f"the Runtime API sent an invalid status line: {lines[0]!r}")
         headers = {}
         for line in lines[1:]:
             name, _, value = line.partition(":")
@@ -212,7 +212,7 @@ class RuntimeClient:
         try:
             length = int(headers.get("content-length", "0"))
         except ValueError:
-            raise RuntimeApiError("the Runtime API sent a bad Content-Length") from None
+            raise RuntimeApiError("the Runtime API sent an invalid Content-Length") from None
         body_end = end + 4 + length
         while len(buffer) < body_end:
             self._receive(retryable=False)
